@@ -1,0 +1,31 @@
+# latchkey: a Caddy module for keyless entry to legacy web apps.
+GO      ?= go
+BIN     := bin/caddy
+PKGS    := ./...
+
+.PHONY: build run test vet fmt-check bench load clean
+
+build:
+	$(GO) build -o $(BIN) ./cmd/caddy
+
+# Starts Caddyfile.example: the gateway on http://localhost:8080 in front of
+# the demo upstream on http://localhost:9080, state under ./data/.
+run: build
+	mkdir -p data
+	./$(BIN) run --config Caddyfile.example --adapter caddyfile
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet $(PKGS)
+
+test: fmt-check vet
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+clean:
+	rm -rf bin

@@ -1,0 +1,184 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/latchkeyhq/latchkey/internal/store"
+)
+
+func init() {
+	caddy.RegisterModule(adminAPI{})
+}
+
+// adminAPI serves latchkey's operations as JSON under /latchkey/ on Caddy's
+// admin endpoint:
+//
+//	GET  /latchkey/users                      list users
+//	POST /latchkey/users                      add a user {"email","name","phone","site","roles"}
+//	POST /latchkey/users/<email|id>/activate
+//	POST /latchkey/users/<email|id>/deactivate
+//	GET  /latchkey/sessions?user=&all=true    list sessions
+//	POST /latchkey/sessions/<id>/revoke
+//	GET  /latchkey/audit?since=&user=&kind=&outcome=&limit=
+type adminAPI struct {
+	ctx caddy.Context
+}
+
+// CaddyModule returns the Caddy module information.
+func (adminAPI) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "admin.api.latchkey",
+		New: func() caddy.Module { return new(adminAPI) },
+	}
+}
+
+// Provision keeps the context to find the running app at request time.
+func (a *adminAPI) Provision(ctx caddy.Context) error {
+	a.ctx = ctx
+	return nil
+}
+
+// Routes implements caddy.AdminRouter.
+func (a *adminAPI) Routes() []caddy.AdminRoute {
+	return []caddy.AdminRoute{{Pattern: "/latchkey/", Handler: caddy.AdminHandlerFunc(a.serve)}}
+}
+
+func (a *adminAPI) ops() (ops, error) {
+	// Only an app the running config already has: asking for one that is
+	// not there would open a store outside Caddy's lifecycle.
+	appIface, err := a.ctx.AppIfConfigured("latchkey")
+	if err != nil {
+		return ops{}, caddy.APIError{HTTPStatus: http.StatusNotFound, Err: errors.New("latchkey is not in the running config")}
+	}
+	return ops{st: appIface.(*App).store, now: time.Now}, nil
+}
+
+func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
+	o, err := a.ops()
+	if err != nil {
+		return err
+	}
+	parts := strings.Split(strings.Trim(strings.TrimPrefix(r.URL.Path, "/latchkey/"), "/"), "/")
+	ctx := r.Context()
+	q := r.URL.Query()
+	switch {
+	case route(parts, r, http.MethodGet, "users"):
+		us, err := o.st.Users(ctx)
+		if err != nil {
+			return apiErr(err)
+		}
+		out := make([]userJSON, len(us))
+		for i := range us {
+			out[i] = toUserJSON(&us[i])
+		}
+		return reply(w, http.StatusOK, out)
+	case route(parts, r, http.MethodPost, "users"):
+		var in newUser
+		if err := decode(r, &in); err != nil {
+			return err
+		}
+		u, err := o.addUser(ctx, in)
+		if err != nil {
+			return apiErr(err)
+		}
+		return reply(w, http.StatusCreated, toUserJSON(u))
+	case route(parts, r, http.MethodPost, "users", "*", "activate"), route(parts, r, http.MethodPost, "users", "*", "deactivate"):
+		u, err := o.setActive(ctx, parts[1], q.Get("site"), parts[2] == "activate")
+		if err != nil {
+			return apiErr(err)
+		}
+		return reply(w, http.StatusOK, toUserJSON(u))
+	case route(parts, r, http.MethodGet, "sessions"):
+		all, _ := strconv.ParseBool(q.Get("all"))
+		ss, err := o.sessions(ctx, q.Get("user"), all)
+		if err != nil {
+			return apiErr(err)
+		}
+		out := make([]sessionJSON, len(ss))
+		for i := range ss {
+			out[i] = toSessionJSON(&ss[i])
+		}
+		return reply(w, http.StatusOK, out)
+	case route(parts, r, http.MethodPost, "sessions", "*", "revoke"):
+		if err := o.revokeSession(ctx, parts[1]); err != nil {
+			return apiErr(err)
+		}
+		return reply(w, http.StatusOK, map[string]string{"revoked": parts[1]})
+	case route(parts, r, http.MethodGet, "audit"):
+		aq := auditQuery{Since: q.Get("since"), User: q.Get("user"), Kind: q.Get("kind"), Outcome: q.Get("outcome")}
+		if l := q.Get("limit"); l != "" {
+			n, err := strconv.Atoi(l)
+			if err != nil {
+				return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("limit: %q is not a number", l)}
+			}
+			aq.Limit = n
+		}
+		evs, err := o.audit(ctx, aq)
+		if err != nil {
+			return apiErr(err)
+		}
+		out := make([]auditJSON, len(evs))
+		for i := range evs {
+			out[i] = toAuditJSON(&evs[i])
+		}
+		return reply(w, http.StatusOK, out)
+	}
+	return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("no latchkey admin route %s %s", r.Method, r.URL.Path)}
+}
+
+// route matches a path split on '/', where "*" matches any one segment.
+func route(parts []string, r *http.Request, method string, pattern ...string) bool {
+	if r.Method != method || len(parts) != len(pattern) {
+		return false
+	}
+	for i, p := range pattern {
+		if p != "*" && p != parts[i] || parts[i] == "" {
+			return false
+		}
+	}
+	return true
+}
+
+func decode(r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("decoding request body: %w", err)}
+	}
+	return nil
+}
+
+// apiErr turns an operation's error into a status.
+func apiErr(err error) error {
+	status := http.StatusInternalServerError
+	var ie inputError
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		status = http.StatusNotFound
+	case errors.Is(err, store.ErrConflict):
+		status = http.StatusConflict
+	case errors.As(err, &ie):
+		status = http.StatusBadRequest
+	}
+	return caddy.APIError{HTTPStatus: status, Err: err}
+}
+
+func reply(w http.ResponseWriter, status int, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	return json.NewEncoder(w).Encode(v)
+}
+
+// Interface guards
+var (
+	_ caddy.AdminRouter = (*adminAPI)(nil)
+	_ caddy.Provisioner = (*adminAPI)(nil)
+)

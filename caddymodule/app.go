@@ -1,0 +1,247 @@
+// Package caddymodule is latchkey's Caddy glue: module registration,
+// Caddyfile parsing, the app's lifecycle, admin routes and CLI commands. It
+// turns configuration into plain values and hands them to internal/….
+package caddymodule
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/latchkeyhq/latchkey/internal/audit"
+	"github.com/latchkeyhq/latchkey/internal/store"
+	"github.com/latchkeyhq/latchkey/internal/store/sqlite"
+	"github.com/latchkeyhq/latchkey/internal/web"
+)
+
+func init() {
+	caddy.RegisterModule(App{})
+}
+
+// stores shares one open store per database between the configs that name
+// it. A config reload provisions the new app before the old one is cleaned
+// up; both then hold the same handle instead of racing to reopen the file.
+// This is the same pattern Caddy's own modules use for process-wide
+// resources (caddy.UsagePool).
+var stores = caddy.NewUsagePool()
+
+// minSecretLen keeps a configured secret from being guessable.
+const minSecretLen = 32
+
+// App is the latchkey app: it owns the store, the signing secret, the audit
+// writer and the page templates shared by every latchkey handler, and keeps
+// them across config reloads.
+type App struct {
+	// Where latchkey keeps its state. Default: SQLite at
+	// <Caddy data dir>/latchkey/latchkey.db.
+	Storage *StorageConfig `json:"storage,omitempty"`
+	// The secret that keys every hash and signature. Placeholders such as
+	// {env.LATCHKEY_SECRET} are expanded. Default: generated on first start
+	// and kept in the store.
+	Secret string `json:"secret,omitempty"`
+	// A file holding the secret (surrounding white space is ignored).
+	SecretFile string `json:"secret_file,omitempty"`
+	// A directory whose files replace the embedded page templates of the
+	// same name.
+	Templates string `json:"templates,omitempty"`
+	// Batching of audit records.
+	Audit *AuditConfig `json:"audit,omitempty"`
+
+	store   store.Store
+	poolKey string
+	secret  []byte
+	audit   *audit.Writer
+	pages   *web.Pages
+	logger  *zap.Logger
+}
+
+// StorageConfig names the database.
+type StorageConfig struct {
+	// "sqlite" (the default).
+	Driver string `json:"driver,omitempty"`
+	// For sqlite: the database file. A relative path is taken from the
+	// directory Caddy runs in.
+	Path string `json:"path,omitempty"`
+}
+
+// AuditConfig tunes the audit writer; zero values take its defaults.
+type AuditConfig struct {
+	QueueSize     int            `json:"queue_size,omitempty"`
+	BatchSize     int            `json:"batch_size,omitempty"`
+	FlushInterval caddy.Duration `json:"flush_interval,omitempty"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "latchkey",
+		New: func() caddy.Module { return new(App) },
+	}
+}
+
+// Provision opens (or joins) the store and loads the secret.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.logger = ctx.Logger()
+	repl := caddy.NewReplacer()
+	driver, target, err := a.storageTarget(repl)
+	if err != nil {
+		return err
+	}
+	a.poolKey = driver + ":" + target
+	val, _, err := stores.LoadOrNew(a.poolKey, func() (caddy.Destructor, error) {
+		// Not ctx: the store outlives this config when a reload shares it.
+		st, err := openStore(context.Background(), driver, target)
+		if err != nil {
+			return nil, err
+		}
+		a.logger.Info("opened store", zap.String("driver", driver), zap.String("path", target))
+		return pooledStore{st}, nil
+	})
+	if err != nil {
+		a.poolKey = ""
+		return err
+	}
+	a.store = val.(pooledStore).Store
+	if a.secret, err = a.loadSecret(ctx, repl, a.store); err != nil {
+		return err
+	}
+	if a.pages, err = web.New(repl.ReplaceKnown(a.Templates, "")); err != nil {
+		return fmt.Errorf("latchkey templates: %w", err)
+	}
+	var ac AuditConfig
+	if a.Audit != nil {
+		ac = *a.Audit
+	}
+	a.audit = audit.NewWriter(a.store, audit.Options{
+		QueueSize:     ac.QueueSize,
+		BatchSize:     ac.BatchSize,
+		FlushInterval: time.Duration(ac.FlushInterval),
+	}, audit.NewUAParser(4096), a.logger.Named("audit"))
+	return nil
+}
+
+// Validate checks settings that need no I/O.
+func (a *App) Validate() error {
+	if a.Secret != "" && a.SecretFile != "" {
+		return errors.New("secret and secret_file are mutually exclusive")
+	}
+	return nil
+}
+
+// Start implements caddy.App.
+func (a *App) Start() error { return nil }
+
+// Stop implements caddy.App. The store outlives Stop: during a reload the
+// new config's handlers keep using it.
+func (a *App) Stop() error { return nil }
+
+// Cleanup flushes the audit trail and lets go of the store; the last config
+// to let go closes it.
+func (a *App) Cleanup() error {
+	var errs []error
+	if a.audit != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		errs = append(errs, a.audit.Close(ctx))
+		cancel()
+	}
+	if a.poolKey != "" {
+		_, err := stores.Delete(a.poolKey)
+		errs = append(errs, err)
+		a.poolKey = ""
+	}
+	return errors.Join(errs...)
+}
+
+// storageTarget resolves the configured storage to a driver and an absolute
+// target, so that two configs naming one file share one handle.
+func (a *App) storageTarget(repl *caddy.Replacer) (driver, target string, err error) {
+	var sc StorageConfig
+	if a.Storage != nil {
+		sc = *a.Storage
+	}
+	driver = sc.Driver
+	if driver == "" {
+		driver = "sqlite"
+	}
+	switch driver {
+	case "sqlite":
+		path := repl.ReplaceKnown(sc.Path, "")
+		if path == "" {
+			path = DefaultDBPath()
+		}
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return "", "", fmt.Errorf("latchkey storage: resolving %q: %w", path, err)
+		}
+		return driver, abs, nil
+	case "postgres":
+		return "", "", errors.New("latchkey storage: postgres is not built yet; use sqlite")
+	}
+	return "", "", fmt.Errorf("latchkey storage: unknown driver %q (want sqlite)", driver)
+}
+
+// DefaultDBPath is where the store lives when none is configured.
+func DefaultDBPath() string {
+	return filepath.Join(caddy.AppDataDir(), "latchkey", "latchkey.db")
+}
+
+func openStore(ctx context.Context, driver, target string) (store.Store, error) {
+	switch driver {
+	case "sqlite":
+		return sqlite.Open(ctx, target)
+	}
+	return nil, fmt.Errorf("latchkey storage: unknown driver %q", driver)
+}
+
+func (a *App) loadSecret(ctx context.Context, repl *caddy.Replacer, st store.Store) ([]byte, error) {
+	var s string
+	switch {
+	case a.Secret != "":
+		s = repl.ReplaceKnown(a.Secret, "")
+		if s == "" {
+			return nil, fmt.Errorf("latchkey secret: %q expands to nothing", a.Secret)
+		}
+	case a.SecretFile != "":
+		path := repl.ReplaceKnown(a.SecretFile, "")
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("latchkey secret_file: %w", err)
+		}
+		s = strings.TrimSpace(string(b))
+	default:
+		fresh := make([]byte, 32)
+		if _, err := rand.Read(fresh); err != nil {
+			return nil, fmt.Errorf("latchkey: generating secret: %w", err)
+		}
+		secret, err := st.Secret(ctx, fresh)
+		if err != nil {
+			return nil, fmt.Errorf("latchkey: loading secret from store: %w", err)
+		}
+		return secret, nil
+	}
+	if len(s) < minSecretLen {
+		return nil, fmt.Errorf("latchkey secret: %d characters is too short; use at least %d random characters", len(s), minSecretLen)
+	}
+	return []byte(s), nil
+}
+
+// pooledStore lets the usage pool close the store when its last user goes.
+type pooledStore struct{ store.Store }
+
+func (p pooledStore) Destruct() error { return p.Store.Close() }
+
+// Interface guards
+var (
+	_ caddy.App          = (*App)(nil)
+	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.Validator    = (*App)(nil)
+	_ caddy.CleanerUpper = (*App)(nil)
+)

@@ -1,0 +1,236 @@
+package caddymodule
+
+import (
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"golang.org/x/net/http/httpguts"
+)
+
+func init() {
+	httpcaddyfile.RegisterGlobalOption("latchkey", parseGlobalOption)
+	httpcaddyfile.RegisterHandlerDirective("latchkey", parseHandlerDirective)
+	// Before every other auth handler, so that identity headers are
+	// stripped and set before anything can read them, and so that users need
+	// no route block to get the order right.
+	httpcaddyfile.RegisterDirectiveOrder("latchkey", httpcaddyfile.Before, "basic_auth")
+}
+
+// parseGlobalOption sets up the latchkey app:
+//
+//	latchkey {
+//		storage sqlite <path>
+//		secret <value>
+//		secret_file <path>
+//		templates <dir>
+//		audit {
+//			queue_size <n>
+//			batch_size <n>
+//			flush_interval <duration>
+//		}
+//	}
+func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
+	if existing != nil {
+		return nil, d.Err("the latchkey global option may appear only once")
+	}
+	app := new(App)
+	d.Next() // the option's name
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "storage":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return nil, d.Err("storage needs a driver: storage sqlite <path>")
+			}
+			switch args[0] {
+			case "sqlite":
+				if len(args) != 2 {
+					return nil, d.Err("storage sqlite needs exactly one path: storage sqlite <path>")
+				}
+				app.Storage = &StorageConfig{Driver: "sqlite", Path: args[1]}
+			default:
+				return nil, d.Errf("unknown storage driver %q (want sqlite)", args[0])
+			}
+		case "secret":
+			if err := oneArg(d, &app.Secret); err != nil {
+				return nil, err
+			}
+		case "secret_file":
+			if err := oneArg(d, &app.SecretFile); err != nil {
+				return nil, err
+			}
+		case "templates":
+			if err := oneArg(d, &app.Templates); err != nil {
+				return nil, err
+			}
+		case "audit":
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			app.Audit = new(AuditConfig)
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				switch d.Val() {
+				case "queue_size":
+					if err := positiveInt(d, &app.Audit.QueueSize); err != nil {
+						return nil, err
+					}
+				case "batch_size":
+					if err := positiveInt(d, &app.Audit.BatchSize); err != nil {
+						return nil, err
+					}
+				case "flush_interval":
+					if err := duration(d, &app.Audit.FlushInterval); err != nil {
+						return nil, err
+					}
+				default:
+					return nil, d.Errf("unknown audit subdirective %q", d.Val())
+				}
+			}
+		default:
+			return nil, d.Errf("unknown latchkey subdirective %q", d.Val())
+		}
+	}
+	if err := app.Validate(); err != nil {
+		return nil, d.Err(err.Error())
+	}
+	return httpcaddyfile.App{Name: "latchkey", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	m := new(Handler)
+	err := m.UnmarshalCaddyfile(h.Dispenser)
+	return m, err
+}
+
+// UnmarshalCaddyfile sets up the handler:
+//
+//	latchkey {
+//		user_header <name>
+//		session_header <name>
+//		prefix <path>
+//		login_url <url>
+//		session {
+//			cookie <name>
+//			idle <duration>
+//			lifetime <duration>
+//		}
+//	}
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the directive's name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "user_header":
+			if err := headerName(d, &h.UserHeader); err != nil {
+				return err
+			}
+		case "session_header":
+			if err := headerName(d, &h.SessionHeader); err != nil {
+				return err
+			}
+		case "prefix":
+			if err := oneArg(d, &h.Prefix); err != nil {
+				return err
+			}
+		case "login_url":
+			if err := oneArg(d, &h.LoginURL); err != nil {
+				return err
+			}
+		case "session":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			h.Session = new(SessionConfig)
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				switch d.Val() {
+				case "cookie":
+					if err := oneArg(d, &h.Session.Cookie); err != nil {
+						return err
+					}
+					if !validCookieName(h.Session.Cookie) {
+						return d.Errf("session cookie name %q is not a valid cookie name", h.Session.Cookie)
+					}
+				case "idle":
+					if err := duration(d, &h.Session.Idle); err != nil {
+						return err
+					}
+				case "lifetime":
+					if err := duration(d, &h.Session.Lifetime); err != nil {
+						return err
+					}
+				default:
+					return d.Errf("unknown session subdirective %q", d.Val())
+				}
+			}
+		default:
+			return d.Errf("unknown latchkey subdirective %q", d.Val())
+		}
+	}
+	if err := h.Validate(); err != nil {
+		return d.Err(err.Error())
+	}
+	return nil
+}
+
+func oneArg(d *caddyfile.Dispenser, dst *string) error {
+	name := d.Val()
+	if !d.NextArg() {
+		return d.Errf("%s needs a value", name)
+	}
+	*dst = d.Val()
+	if d.NextArg() {
+		return d.Errf("%s takes one value, got another: %q", name, d.Val())
+	}
+	return nil
+}
+
+func headerName(d *caddyfile.Dispenser, dst *string) error {
+	name := d.Val()
+	if err := oneArg(d, dst); err != nil {
+		return err
+	}
+	if !httpguts.ValidHeaderFieldName(*dst) {
+		return d.Errf("%s: %q is not a valid HTTP header name", name, *dst)
+	}
+	return nil
+}
+
+func duration(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+	name := d.Val()
+	var s string
+	if err := oneArg(d, &s); err != nil {
+		return err
+	}
+	v, err := caddy.ParseDuration(s)
+	if err != nil || v < 0 {
+		return d.Errf("%s: bad duration %q (want e.g. 90s, 15m, 2h, 30d)", name, s)
+	}
+	*dst = caddy.Duration(v)
+	return nil
+}
+
+func positiveInt(d *caddyfile.Dispenser, dst *int) error {
+	name := d.Val()
+	var s string
+	if err := oneArg(d, &s); err != nil {
+		return err
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n <= 0 {
+		return d.Errf("%s: %q is not a positive whole number", name, s)
+	}
+	*dst = n
+	return nil
+}
+
+// Interface guards
+var _ caddyfile.Unmarshaler = (*Handler)(nil)

@@ -1,0 +1,139 @@
+package caddymodule
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"golang.org/x/net/http/httpguts"
+
+	"github.com/latchkeyhq/latchkey/internal/gate"
+	"github.com/latchkeyhq/latchkey/internal/session"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Handler lets a request through only with a latchkey credential, and tells
+// the upstream who it is with X-User-ID and X-Session-ID.
+type Handler struct {
+	// Header that carries the user's id upstream. Default X-User-ID.
+	UserHeader string `json:"user_header,omitempty"`
+	// Header that carries the session's public id upstream. Default X-Session-ID.
+	SessionHeader string `json:"session_header,omitempty"`
+	// Where the gateway's own pages live. Default /.latchkey/.
+	Prefix string `json:"prefix,omitempty"`
+	// Where browsers without a credential are sent (with ?next=). Default:
+	// none, they get a 401 page.
+	LoginURL string `json:"login_url,omitempty"`
+	// Session cookie and lifetimes.
+	Session *SessionConfig `json:"session,omitempty"`
+
+	gate *gate.Gate
+}
+
+// SessionConfig sets the gateway session.
+type SessionConfig struct {
+	// Cookie name. Default latchkey_session.
+	Cookie string `json:"cookie,omitempty"`
+	// A session unused this long ends. Default 2h.
+	Idle caddy.Duration `json:"idle,omitempty"`
+	// A session ends this long after it started, used or not. Default 30d.
+	Lifetime caddy.Duration `json:"lifetime,omitempty"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.latchkey",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision builds the route's gate on the app's shared store.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	appIface, err := ctx.App("latchkey")
+	if err != nil {
+		return fmt.Errorf("latchkey handler: loading latchkey app: %w", err)
+	}
+	app := appIface.(*App)
+	var sc SessionConfig
+	if h.Session != nil {
+		sc = *h.Session
+	}
+	sessions := session.New(app.store, app.secret, session.Config{
+		Idle:     time.Duration(sc.Idle),
+		Lifetime: time.Duration(sc.Lifetime),
+	}, nil)
+	h.gate = gate.New(gate.Config{
+		UserHeader:    h.UserHeader,
+		SessionHeader: h.SessionHeader,
+		CookieName:    sc.Cookie,
+		Prefix:        h.Prefix,
+		LoginURL:      h.LoginURL,
+	}, gate.Deps{
+		Sessions:    sessions,
+		Store:       app.store,
+		Audit:       app.audit,
+		Pages:       app.pages,
+		Logger:      ctx.Logger(),
+		ErrorStatus: errorStatus,
+	})
+	return nil
+}
+
+// Validate rejects settings that would make the gateway unsafe or unusable.
+func (h *Handler) Validate() error {
+	for _, hd := range []struct{ name, value string }{{"user_header", h.UserHeader}, {"session_header", h.SessionHeader}} {
+		if hd.value != "" && !httpguts.ValidHeaderFieldName(hd.value) {
+			return fmt.Errorf("%s %q is not a valid HTTP header name", hd.name, hd.value)
+		}
+	}
+	if h.Prefix != "" && (!strings.HasPrefix(h.Prefix, "/") || !strings.HasSuffix(h.Prefix, "/") || len(h.Prefix) < 3) {
+		return fmt.Errorf("prefix %q must start and end with '/' and name a directory, like /.latchkey/", h.Prefix)
+	}
+	if h.Session != nil {
+		if h.Session.Cookie != "" && !validCookieName(h.Session.Cookie) {
+			return fmt.Errorf("session cookie name %q is not a valid cookie name", h.Session.Cookie)
+		}
+		if h.Session.Idle < 0 || h.Session.Lifetime < 0 {
+			return errors.New("session lifetimes must not be negative")
+		}
+	}
+	return nil
+}
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	clientIP, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+	env := gate.Env{ClientIP: clientIP}
+	if repl != nil {
+		env.Vars = repl
+	}
+	return h.gate.ServeHTTP(w, r, env, next.ServeHTTP)
+}
+
+func errorStatus(err error) int {
+	var he caddyhttp.HandlerError
+	if errors.As(err, &he) && he.StatusCode != 0 {
+		return he.StatusCode
+	}
+	return http.StatusInternalServerError
+}
+
+func validCookieName(name string) bool {
+	return httpguts.ValidHeaderFieldName(name) // cookie names are HTTP tokens too
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

@@ -1,0 +1,277 @@
+package caddymodule
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/mail"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/latchkeyhq/latchkey/internal/store"
+)
+
+// ops are the operations the CLI and the admin API share, so that both say
+// the same thing about the same input.
+type ops struct {
+	st  store.Store
+	now func() time.Time
+}
+
+// userJSON is how a user looks in --json output and on the admin API.
+type userJSON struct {
+	ID             int64      `json:"id"`
+	Site           string     `json:"site"`
+	Email          string     `json:"email"`
+	Name           string     `json:"name,omitempty"`
+	Phone          string     `json:"phone,omitempty"`
+	Active         bool       `json:"active"`
+	Roles          []string   `json:"roles"`
+	CreatedAt      time.Time  `json:"created_at"`
+	CurrentLoginAt *time.Time `json:"current_login_at,omitempty"`
+	CurrentLoginIP string     `json:"current_login_ip,omitempty"`
+	LastLoginAt    *time.Time `json:"last_login_at,omitempty"`
+	LastLoginIP    string     `json:"last_login_ip,omitempty"`
+	LoginCount     int64      `json:"login_count"`
+}
+
+func toUserJSON(u *store.User) userJSON {
+	roles := u.Roles
+	if roles == nil {
+		roles = []string{}
+	}
+	return userJSON{
+		ID: u.ID, Site: u.Site, Email: u.Email, Name: u.Name, Phone: u.Phone,
+		Active: u.Active, Roles: roles, CreatedAt: u.CreatedAt,
+		CurrentLoginAt: optTime(u.CurrentLoginAt), CurrentLoginIP: u.CurrentLoginIP,
+		LastLoginAt: optTime(u.LastLoginAt), LastLoginIP: u.LastLoginIP, LoginCount: u.LoginCount,
+	}
+}
+
+type sessionJSON struct {
+	ID           string     `json:"id"`
+	UserID       int64      `json:"user_id"`
+	CreatedAt    time.Time  `json:"created_at"`
+	LastSeenAt   time.Time  `json:"last_seen_at"`
+	ExpiresAt    time.Time  `json:"expires_at"`
+	RevokedAt    *time.Time `json:"revoked_at,omitempty"`
+	IP           string     `json:"ip,omitempty"`
+	UserAgent    string     `json:"user_agent,omitempty"`
+	Kind         string     `json:"kind,omitempty"`
+	CredentialID string     `json:"credential_id,omitempty"`
+}
+
+func toSessionJSON(s *store.Session) sessionJSON {
+	return sessionJSON{
+		ID: s.ID, UserID: s.UserID, CreatedAt: s.CreatedAt, LastSeenAt: s.LastSeenAt,
+		ExpiresAt: s.ExpiresAt, RevokedAt: optTime(s.RevokedAt), IP: s.IP, UserAgent: s.UserAgent,
+		Kind: s.Kind, CredentialID: s.CredentialID,
+	}
+}
+
+type auditJSON struct {
+	ID           int64     `json:"id"`
+	Time         time.Time `json:"time"`
+	Kind         string    `json:"kind"`
+	CredentialID string    `json:"credential_id,omitempty"`
+	UserID       int64     `json:"user_id,omitempty"`
+	SessionID    string    `json:"session_id,omitempty"`
+	Outcome      string    `json:"outcome"`
+	Reason       string    `json:"reason,omitempty"`
+	Method       string    `json:"method"`
+	Host         string    `json:"host"`
+	Path         string    `json:"path"`
+	Status       int       `json:"status"`
+	ClientIP     string    `json:"client_ip"`
+	UserAgent    string    `json:"user_agent"`
+	Browser      string    `json:"browser,omitempty"`
+	Version      string    `json:"browser_version,omitempty"`
+	OS           string    `json:"os,omitempty"`
+	Device       string    `json:"device,omitempty"`
+	Bot          bool      `json:"bot"`
+	LatencyUS    int64     `json:"latency_us"`
+}
+
+func toAuditJSON(e *store.AuditEvent) auditJSON {
+	return auditJSON{
+		ID: e.ID, Time: e.Time, Kind: e.Kind, CredentialID: e.CredentialID, UserID: e.UserID,
+		SessionID: e.SessionID, Outcome: e.Outcome, Reason: e.Reason, Method: e.Method,
+		Host: e.Host, Path: e.Path, Status: e.Status, ClientIP: e.ClientIP, UserAgent: e.UserAgent,
+		Browser: e.UABrowser, Version: e.UAVersion, OS: e.UAOS, Device: e.UADevice, Bot: e.UABot,
+		LatencyUS: e.Latency.Microseconds(),
+	}
+}
+
+func optTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+// inputError is an error about what the caller asked for, not about the
+// server (the admin API answers it with 400).
+type inputError struct{ error }
+
+func inputErr(format string, args ...any) error {
+	return inputError{fmt.Errorf(format, args...)}
+}
+
+// newUser is the input for adding a user.
+type newUser struct {
+	Email string   `json:"email"`
+	Name  string   `json:"name,omitempty"`
+	Phone string   `json:"phone,omitempty"`
+	Site  string   `json:"site,omitempty"`
+	Roles []string `json:"roles,omitempty"`
+}
+
+func (o ops) addUser(ctx context.Context, in newUser) (*store.User, error) {
+	addr, err := mail.ParseAddress(strings.TrimSpace(in.Email))
+	if err != nil || addr.Name != "" {
+		return nil, inputErr("adding user: %q is not an email address", in.Email)
+	}
+	for _, r := range in.Roles {
+		if !validRole(r) {
+			return nil, inputErr("adding user %s: role %q must be lower-case letters, digits, '-' or '_'", addr.Address, r)
+		}
+	}
+	u := &store.User{
+		Site:   strings.ToLower(strings.TrimSpace(in.Site)),
+		Email:  strings.ToLower(addr.Address),
+		Name:   strings.TrimSpace(in.Name),
+		Phone:  strings.TrimSpace(in.Phone),
+		Active: true,
+		Roles:  in.Roles,
+	}
+	if err := o.st.CreateUser(ctx, u); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return nil, fmt.Errorf("adding user %s on site %q: %w", u.Email, u.Site, store.ErrConflict)
+		}
+		return nil, err
+	}
+	return u, nil
+}
+
+func validRole(r string) bool {
+	if r == "" || len(r) > 64 {
+		return false
+	}
+	for _, c := range r {
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// resolveUser finds a user by numeric id or by email. An email that exists on
+// several sites needs the site to pick one.
+func (o ops) resolveUser(ctx context.Context, ref, site string) (*store.User, error) {
+	ref = strings.TrimSpace(ref)
+	if id, err := strconv.ParseInt(ref, 10, 64); err == nil {
+		u, err := o.st.User(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, fmt.Errorf("user %d: %w", id, store.ErrNotFound)
+		}
+		return u, err
+	}
+	email := strings.ToLower(ref)
+	if site != "" {
+		u, err := o.st.UserByEmail(ctx, strings.ToLower(site), email)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, fmt.Errorf("user %q on site %q: %w", ref, site, store.ErrNotFound)
+		}
+		return u, err
+	}
+	all, err := o.st.Users(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var found []store.User
+	for _, u := range all {
+		if u.Email == email {
+			found = append(found, u)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return nil, fmt.Errorf("user %q: %w", ref, store.ErrNotFound)
+	case 1:
+		return &found[0], nil
+	}
+	sites := make([]string, len(found))
+	for i, u := range found {
+		sites[i] = strconv.Quote(u.Site)
+	}
+	return nil, inputErr("user %q exists on several sites (%s); name one with --site or use the id", ref, strings.Join(sites, ", "))
+}
+
+func (o ops) setActive(ctx context.Context, ref, site string, active bool) (*store.User, error) {
+	u, err := o.resolveUser(ctx, ref, site)
+	if err != nil {
+		return nil, err
+	}
+	if err := o.st.SetUserActive(ctx, u.ID, active); err != nil {
+		return nil, err
+	}
+	u.Active = active
+	return u, nil
+}
+
+// auditQuery is the audit filter as the CLI and admin API take it.
+type auditQuery struct {
+	Since   string
+	User    string
+	Kind    string
+	Outcome string
+	Limit   int
+}
+
+func (o ops) audit(ctx context.Context, q auditQuery) ([]store.AuditEvent, error) {
+	f := store.AuditFilter{Kind: q.Kind, Outcome: q.Outcome, Limit: q.Limit}
+	if q.Since != "" {
+		d, err := caddy.ParseDuration(q.Since)
+		if err != nil || d <= 0 {
+			return nil, inputErr("since: bad duration %q (want e.g. 15m, 1h, 7d)", q.Since)
+		}
+		f.Since = o.now().Add(-d)
+	}
+	if q.Outcome != "" && q.Outcome != store.OutcomeAccepted && q.Outcome != store.OutcomeRefused {
+		return nil, inputErr("outcome: %q is not accepted or refused", q.Outcome)
+	}
+	if q.Limit < 0 {
+		return nil, inputErr("limit: %d is negative", q.Limit)
+	}
+	if q.User != "" {
+		u, err := o.resolveUser(ctx, q.User, "")
+		if err != nil {
+			return nil, err
+		}
+		f.UserID = u.ID
+	}
+	return o.st.Audit(ctx, f)
+}
+
+func (o ops) sessions(ctx context.Context, user string, all bool) ([]store.Session, error) {
+	f := store.SessionFilter{ActiveOnly: !all, Now: o.now()}
+	if user != "" {
+		u, err := o.resolveUser(ctx, user, "")
+		if err != nil {
+			return nil, err
+		}
+		f.UserID = u.ID
+	}
+	return o.st.Sessions(ctx, f)
+}
+
+func (o ops) revokeSession(ctx context.Context, id string) error {
+	err := o.st.RevokeSession(ctx, id, o.now())
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("session %q: %w", id, store.ErrNotFound)
+	}
+	return err
+}

@@ -1,0 +1,190 @@
+// Package session keeps gateway sessions: the cookie value a browser holds,
+// the keyed hash the store keeps instead of it, and the idle and absolute
+// lifetimes that end it.
+package session
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/latchkeyhq/latchkey/internal/store"
+)
+
+// Defaults for a session's lifetimes.
+const (
+	DefaultIdle     = 2 * time.Hour
+	DefaultLifetime = 30 * 24 * time.Hour
+)
+
+// tokenLen is the length of a cookie value: 32 random bytes in unpadded
+// base64url. Anything else is refused before it costs a hash or a lookup.
+const tokenLen = 43
+
+// Reasons a session is refused; they appear in the audit trail.
+const (
+	ReasonMissing      = "missing"
+	ReasonMalformed    = "malformed"
+	ReasonUnknown      = "unknown"
+	ReasonRevoked      = "revoked"
+	ReasonExpired      = "expired"
+	ReasonIdle         = "idle"
+	ReasonInactiveUser = "inactive_user"
+)
+
+// Config sets a Manager's lifetimes. Zero values take the defaults.
+type Config struct {
+	Idle     time.Duration
+	Lifetime time.Duration
+	// TouchEvery bounds how often activity is written back: recording every
+	// request would turn each read into a write. Default: Idle/8, at most
+	// one minute, so idle expiry is off by at most that much.
+	TouchEvery time.Duration
+}
+
+func (c Config) withDefaults() Config {
+	if c.Idle <= 0 {
+		c.Idle = DefaultIdle
+	}
+	if c.Lifetime <= 0 {
+		c.Lifetime = DefaultLifetime
+	}
+	if c.TouchEvery <= 0 {
+		c.TouchEvery = min(c.Idle/8, time.Minute)
+	}
+	return c
+}
+
+// Manager starts, checks and ends sessions.
+type Manager struct {
+	st  store.Store
+	key []byte
+	cfg Config
+	now func() time.Time
+}
+
+// New returns a Manager that hashes cookie values with a key derived from
+// secret. now may be nil for the wall clock.
+func New(st store.Store, secret []byte, cfg Config, now func() time.Time) *Manager {
+	if now == nil {
+		now = time.Now
+	}
+	return &Manager{st: st, key: DeriveKey(secret, "session"), cfg: cfg.withDefaults(), now: now}
+}
+
+// Config returns the effective configuration.
+func (m *Manager) Config() Config { return m.cfg }
+
+// DeriveKey gives each use of the gateway secret its own key, so a hash
+// computed for one kind of credential is never valid for another.
+func DeriveKey(secret []byte, purpose string) []byte {
+	mac := hmac.New(sha256.New, secret)
+	mac.Write([]byte("latchkey/" + purpose))
+	return mac.Sum(nil)
+}
+
+// Hash is the keyed hash under which a cookie value is stored.
+func (m *Manager) Hash(token string) []byte {
+	mac := hmac.New(sha256.New, m.key)
+	mac.Write([]byte(token))
+	return mac.Sum(nil)
+}
+
+// Start creates a session for userID and returns the cookie value, which is
+// never stored. kind and credentialID name what started it.
+func (m *Manager) Start(ctx context.Context, userID int64, kind, credentialID, ip, userAgent string) (string, *store.Session, error) {
+	var raw [32]byte
+	var id [16]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", nil, fmt.Errorf("generating session token: %w", err)
+	}
+	if _, err := rand.Read(id[:]); err != nil {
+		return "", nil, fmt.Errorf("generating session id: %w", err)
+	}
+	token := base64.RawURLEncoding.EncodeToString(raw[:])
+	now := m.now()
+	s := &store.Session{
+		ID:           hex.EncodeToString(id[:]),
+		UserID:       userID,
+		TokenHash:    m.Hash(token),
+		CreatedAt:    now,
+		LastSeenAt:   now,
+		ExpiresAt:    now.Add(m.cfg.Lifetime),
+		IP:           ip,
+		UserAgent:    userAgent,
+		Kind:         kind,
+		CredentialID: credentialID,
+	}
+	if err := m.st.CreateSession(ctx, s); err != nil {
+		return "", nil, fmt.Errorf("starting session for user %d: %w", userID, err)
+	}
+	return token, s, nil
+}
+
+// Check returns the session a cookie value names. When the session cannot be
+// used it returns a non-empty reason (one of the Reason constants) and, if the
+// session was found, the session too, so the refusal can be audited with it.
+// err is only for store failures.
+func (m *Manager) Check(ctx context.Context, token string) (su *store.SessionUser, reason string, err error) {
+	if token == "" {
+		return nil, ReasonMissing, nil
+	}
+	if !wellFormed(token) {
+		return nil, ReasonMalformed, nil
+	}
+	su, err = m.st.SessionByTokenHash(ctx, m.Hash(token))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, ReasonUnknown, nil
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("looking up session: %w", err)
+	}
+	now := m.now()
+	switch {
+	case !su.RevokedAt.IsZero():
+		return su, ReasonRevoked, nil
+	// The route's lifetime applies too, so that shortening it in the config
+	// takes effect on sessions already started.
+	case !now.Before(su.ExpiresAt), !now.Before(su.CreatedAt.Add(m.cfg.Lifetime)):
+		return su, ReasonExpired, nil
+	case !now.Before(su.LastSeenAt.Add(m.cfg.Idle)):
+		return su, ReasonIdle, nil
+	case !su.UserActive:
+		return su, ReasonInactiveUser, nil
+	}
+	if now.Sub(su.LastSeenAt) >= m.cfg.TouchEvery {
+		if err := m.st.TouchSession(ctx, su.ID, now); err != nil {
+			return nil, "", fmt.Errorf("recording activity of session %s: %w", su.ID, err)
+		}
+		su.LastSeenAt = now
+	}
+	return su, "", nil
+}
+
+// End revokes a session; ending one that is already over is not an error.
+func (m *Manager) End(ctx context.Context, id string) error {
+	err := m.st.RevokeSession(ctx, id, m.now())
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("ending session %s: %w", id, err)
+	}
+	return nil
+}
+
+func wellFormed(token string) bool {
+	if len(token) != tokenLen {
+		return false
+	}
+	for i := 0; i < len(token); i++ {
+		c := token[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,627 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/latchkeyhq/latchkey/internal/store"
+	"github.com/latchkeyhq/latchkey/internal/store/storetest"
+)
+
+func openTemp(t testing.TB) *Store {
+	t.Helper()
+	s, err := Open(t.Context(), filepath.Join(t.TempDir(), "latchkey.db"))
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store { return openTemp(t) })
+}
+
+// rawDB opens path without going through Open, to look at or tamper with
+// the file the way another tool (or another latchkey version) would.
+func rawDB(t *testing.T, path string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("sqlite", dsn(path, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func tables(t *testing.T, db *sql.DB) []string {
+	t.Helper()
+	rows, err := db.Query(`SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var names []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, n)
+	}
+	return names
+}
+
+func TestMigrationsEmbedded(t *testing.T) {
+	if len(migrations) != SchemaVersion {
+		t.Fatalf("%d migrations embedded, SchemaVersion is %d", len(migrations), SchemaVersion)
+	}
+	for i, m := range migrations {
+		if m.version != i+1 || strings.TrimSpace(m.sql) == "" {
+			t.Errorf("migration %d: version %d, %d bytes", i, m.version, len(m.sql))
+		}
+	}
+}
+
+func TestMigrateFromEmpty(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "latchkey.db")
+	db := rawDB(t, path)
+	applied, err := migrate(t.Context(), db)
+	if err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	want := make([]int, SchemaVersion)
+	for i := range want {
+		want[i] = i + 1
+	}
+	if !slices.Equal(applied, want) {
+		t.Errorf("applied %v, want %v", applied, want)
+	}
+	got := tables(t, db)
+	for _, name := range []string{"audit", "meta", "schema_migrations", "sessions", "user_roles", "users"} {
+		if !slices.Contains(got, name) {
+			t.Errorf("table %s missing; have %v", name, got)
+		}
+	}
+	var n int
+	var appliedAt int64
+	if err := db.QueryRow(`SELECT count(*), min(applied_at) FROM schema_migrations`).Scan(&n, &appliedAt); err != nil {
+		t.Fatal(err)
+	}
+	if n != SchemaVersion || time.Since(time.Unix(0, appliedAt)) > time.Minute {
+		t.Errorf("schema_migrations has %d rows, first applied at %v", n, time.Unix(0, appliedAt))
+	}
+
+	// Running again applies nothing.
+	applied, err = migrate(t.Context(), db)
+	if err != nil || len(applied) != 0 {
+		t.Errorf("second migrate applied %v, %v; want nothing", applied, err)
+	}
+}
+
+func TestReopenKeepsData(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "latchkey.db")
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &store.User{Email: "a@example.org", Active: true, Roles: []string{"admin"}}
+	if err := s.CreateUser(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	secret, err := s.Secret(ctx, []byte("first"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var before int64
+	if err := rawDB(t, path).QueryRow(`SELECT max(applied_at) FROM schema_migrations`).Scan(&before); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err = Open(ctx, path)
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	defer s.Close()
+	got, err := s.User(ctx, u.ID)
+	if err != nil || got.Email != "a@example.org" || !got.HasRole("admin") {
+		t.Errorf("after reopen, User = %+v, %v", got, err)
+	}
+	if again, err := s.Secret(ctx, []byte("second")); err != nil || string(again) != string(secret) {
+		t.Errorf("after reopen, Secret = %q, %v; want %q", again, err, secret)
+	}
+	var n int
+	var after int64
+	if err := s.r.QueryRow(`SELECT count(*), max(applied_at) FROM schema_migrations`).Scan(&n, &after); err != nil {
+		t.Fatal(err)
+	}
+	if n != SchemaVersion || after != before {
+		t.Errorf("reopen changed schema_migrations: %d rows, newest applied at %d (was %d)", n, after, before)
+	}
+}
+
+// dump is every row of every table, to tell whether a file changed.
+func dump(t *testing.T, db *sql.DB) string {
+	t.Helper()
+	var b strings.Builder
+	for _, table := range tables(t, db) {
+		rows, err := db.Query(`SELECT * FROM "` + table + `"`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cols, _ := rows.Columns()
+		for rows.Next() {
+			vals := make([]any, len(cols))
+			ptrs := make([]any, len(cols))
+			for i := range vals {
+				ptrs[i] = &vals[i]
+			}
+			if err := rows.Scan(ptrs...); err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(&b, "%s %v\n", table, vals)
+		}
+		rows.Close()
+	}
+	var schema string
+	db.QueryRow(`SELECT group_concat(sql, ';') FROM sqlite_schema`).Scan(&schema)
+	b.WriteString(schema)
+	return b.String()
+}
+
+func TestRefuseNewerSchema(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "latchkey.db")
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateUser(ctx, &store.User{Email: "a@example.org"}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	newer := SchemaVersion + 6
+	db := rawDB(t, path)
+	if _, err := db.Exec(`INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`, newer, time.Now().UnixNano()); err != nil {
+		t.Fatal(err)
+	}
+	// A table only the newer version knows.
+	if _, err := db.Exec(`CREATE TABLE future (x)`); err != nil {
+		t.Fatal(err)
+	}
+	before := dump(t, db)
+
+	s, err = Open(ctx, path)
+	if err == nil {
+		s.Close()
+		t.Fatal("Open of a database with a newer schema succeeded")
+	}
+	want := fmt.Sprintf(`latchkey sqlite store %q: database schema version %d is newer than this binary supports (%d); upgrade latchkey or point it at another database`, path, newer, SchemaVersion)
+	if err.Error() != want {
+		t.Errorf("error:\n got %s\nwant %s", err, want)
+	}
+	var tooNew *SchemaTooNewError
+	if !errors.As(err, &tooNew) || tooNew.Database != newer || tooNew.Binary != SchemaVersion {
+		t.Errorf("error %#v is not a SchemaTooNewError{%d, %d}", err, newer, SchemaVersion)
+	}
+	if after := dump(t, db); after != before {
+		t.Errorf("refused Open changed the database:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+}
+
+func TestCreatesDirectory(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a", "b c")
+	path := filepath.Join(dir, "latchkey.db")
+	s, err := Open(t.Context(), path)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer s.Close()
+	fi, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		t.Errorf("created directory has mode %v, want no group or other access", perm)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Errorf("database file not created: %v", err)
+	}
+}
+
+// TestAwkwardPaths checks that the path is escaped in the DSN: a '?' would
+// otherwise start the query string, and '#' a fragment.
+func TestAwkwardPaths(t *testing.T) {
+	for _, name := range []string{"with space", "what?", "hash#tag", "per%20cent", "semi;colon&amp=1", "ünïcode"} {
+		t.Run(name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), name)
+			path := filepath.Join(dir, name+".db")
+			s, err := Open(t.Context(), path)
+			if err != nil {
+				t.Fatalf("Open: %v", err)
+			}
+			if err := s.CreateUser(t.Context(), &store.User{Email: "a@example.org"}); err != nil {
+				t.Fatal(err)
+			}
+			s.Close()
+			entries, err := os.ReadDir(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var names []string
+			for _, e := range entries {
+				names = append(names, e.Name())
+			}
+			if !slices.Contains(names, name+".db") {
+				t.Errorf("directory holds %q, want %q", names, name+".db")
+			}
+		})
+	}
+}
+
+func TestRelativePath(t *testing.T) {
+	t.Chdir(t.TempDir())
+	s, err := Open(t.Context(), "data/latchkey.db")
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	s.Close()
+	if _, err := os.Stat("data/latchkey.db"); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestUnwritablePath(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file.txt")
+	if err := os.WriteFile(file, []byte("not a directory"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := map[string]string{
+		// Fails even for root: a regular file cannot hold files.
+		"under a file": filepath.Join(file, "latchkey.db"),
+		// Fails even for root: SQLite cannot open a directory as a database.
+		"a directory": dir,
+	}
+	if runtime.GOOS == "linux" {
+		// Fails even for root: procfs does not let anyone create files.
+		cases["procfs"] = "/proc/latchkey-test.db"
+	}
+	for name, path := range cases {
+		t.Run(name, func(t *testing.T) {
+			s, err := Open(t.Context(), path)
+			if err == nil {
+				s.Close()
+				t.Fatalf("Open(%q) succeeded", path)
+			}
+			if !strings.Contains(err.Error(), fmt.Sprintf("%q", path)) {
+				t.Errorf("error %q does not name the path %q", err, path)
+			}
+			t.Log(err)
+		})
+	}
+}
+
+// TestReadOnlyFile checks that Open itself fails on an existing database it
+// may read but not write, rather than the first write failing later.
+func TestReadOnlyFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "latchkey.db")
+	s, err := Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		os.Chmod(p, 0o400)
+	}
+	if err := os.Chmod(dir, 0o500); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Chmod(dir, 0o700) })
+	if f, err := os.OpenFile(path, os.O_WRONLY, 0); err == nil {
+		f.Close()
+		t.Skip("this user can write to read-only files (root?)")
+	}
+	s, err = Open(t.Context(), path)
+	if err == nil {
+		s.Close()
+		t.Fatal("Open of a read-only database succeeded")
+	}
+	if !strings.Contains(err.Error(), fmt.Sprintf("%q", path)) {
+		t.Errorf("error %q does not name the path", err)
+	}
+	t.Log(err)
+}
+
+func TestWAL(t *testing.T) {
+	s := openTemp(t)
+	for name, db := range map[string]*sql.DB{"writer": s.w, "reader": s.r} {
+		var mode string
+		if err := db.QueryRow(`PRAGMA journal_mode`).Scan(&mode); err != nil {
+			t.Fatal(err)
+		}
+		if mode != "wal" {
+			t.Errorf("%s: journal_mode = %q, want wal", name, mode)
+		}
+		var fk int
+		if err := db.QueryRow(`PRAGMA foreign_keys`).Scan(&fk); err != nil {
+			t.Fatal(err)
+		}
+		if fk != 1 {
+			t.Errorf("%s: foreign_keys = %d, want 1", name, fk)
+		}
+		var timeout int
+		if err := db.QueryRow(`PRAGMA busy_timeout`).Scan(&timeout); err != nil {
+			t.Fatal(err)
+		}
+		if timeout != 5000 {
+			t.Errorf("%s: busy_timeout = %d, want 5000", name, timeout)
+		}
+	}
+}
+
+func TestReaderCannotWrite(t *testing.T) {
+	s := openTemp(t)
+	if _, err := s.r.Exec(`INSERT INTO meta (key, value) VALUES ('x', 'y')`); err == nil {
+		t.Error("a write through the read pool succeeded")
+	}
+}
+
+func TestTimeRoundTrip(t *testing.T) {
+	ctx := t.Context()
+	s := openTemp(t)
+	created := time.Date(2025, 1, 2, 3, 4, 5, 123456789, time.FixedZone("X", 3600))
+	u := &store.User{Email: "a@example.org", CreatedAt: created}
+	if err := s.CreateUser(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.User(ctx, u.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.CreatedAt.Equal(created) || got.CreatedAt.IsZero() {
+		t.Errorf("CreatedAt = %v, want %v to the nanosecond", got.CreatedAt, created)
+	}
+	if !got.LastLoginAt.IsZero() || !got.CurrentLoginAt.IsZero() {
+		t.Errorf("zero login times came back as %v, %v", got.LastLoginAt, got.CurrentLoginAt)
+	}
+	var cur sql.NullInt64
+	if err := s.r.QueryRow(`SELECT current_login_at FROM users WHERE id = ?`, u.ID).Scan(&cur); err != nil {
+		t.Fatal(err)
+	}
+	if cur.Valid {
+		t.Errorf("zero time stored as %d, want NULL", cur.Int64)
+	}
+}
+
+func TestAuditUnknownUserIsNull(t *testing.T) {
+	s := openTemp(t)
+	events := []store.AuditEvent{{Kind: "session"}, {Kind: "session", UserID: 3}}
+	if err := s.WriteAudit(t.Context(), events); err != nil {
+		t.Fatal(err)
+	}
+	if events[0].ID == 0 || events[1].ID != events[0].ID+1 {
+		t.Errorf("IDs written back: %d, %d", events[0].ID, events[1].ID)
+	}
+	var nulls int
+	if err := s.r.QueryRow(`SELECT count(*) FROM audit WHERE user_id IS NULL`).Scan(&nulls); err != nil {
+		t.Fatal(err)
+	}
+	if nulls != 1 {
+		t.Errorf("%d rows with NULL user_id, want 1", nulls)
+	}
+	got, err := s.Audit(t.Context(), store.AuditFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range got {
+		if time.Since(e.Time) > time.Minute || e.Time.After(time.Now()) {
+			t.Errorf("zero Time stored as %v, want now", e.Time)
+		}
+	}
+}
+
+func TestErrorsNameInput(t *testing.T) {
+	ctx := t.Context()
+	s := openTemp(t)
+	if err := s.CreateUser(ctx, &store.User{Site: "x", Email: "A@B.C"}); err != nil {
+		t.Fatal(err)
+	}
+	err := s.CreateUser(ctx, &store.User{Site: "x", Email: "a@b.c"})
+	if want := `creating user "a@b.c" on site "x": already exists`; err == nil || err.Error() != want {
+		t.Errorf("error = %v, want %s", err, want)
+	}
+	_, err = s.User(ctx, 42)
+	if err == nil || !strings.Contains(err.Error(), "42") {
+		t.Errorf("error = %v, want one naming 42", err)
+	}
+	err = s.RevokeSession(ctx, "sess-x", time.Now())
+	if err == nil || !strings.Contains(err.Error(), `"sess-x"`) || !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("error = %v, want ErrNotFound naming sess-x", err)
+	}
+	err = s.CreateSession(ctx, &store.Session{ID: "s", UserID: 99, TokenHash: []byte{1}, ExpiresAt: time.Now()})
+	if !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("CreateSession for a missing user: %v, want ErrNotFound", err)
+	}
+}
+
+// TestTwoStoresOneFile is two processes' worth of Stores writing to one file
+// at once: each has its own single writer, so they contend for SQLite's
+// lock, which busy_timeout must absorb.
+func TestTwoStoresOneFile(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "latchkey.db")
+	var stores [2]*Store
+	for i := range stores {
+		s, err := Open(ctx, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		stores[i] = s
+	}
+	const perWriter = 100
+	var wg sync.WaitGroup
+	for i, s := range stores {
+		for g := range 4 {
+			wg.Go(func() {
+				for n := range perWriter {
+					u := &store.User{Email: fmt.Sprintf("p%d-g%d-%d@example.org", i, g, n)}
+					if err := s.CreateUser(ctx, u); err != nil {
+						t.Errorf("store %d: %v", i, err)
+						return
+					}
+					events := make([]store.AuditEvent, 32)
+					if err := s.WriteAudit(ctx, events); err != nil {
+						t.Errorf("store %d: %v", i, err)
+						return
+					}
+					if _, err := s.Secret(ctx, []byte(fmt.Sprint("secret from ", i))); err != nil {
+						t.Errorf("store %d: %v", i, err)
+						return
+					}
+				}
+			})
+		}
+	}
+	wg.Wait()
+	for i, s := range stores {
+		users, err := s.Users(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(users) != 2*4*perWriter {
+			t.Errorf("store %d sees %d users, want %d", i, len(users), 2*4*perWriter)
+		}
+	}
+	a, _ := stores[0].Secret(ctx, nil)
+	b, _ := stores[1].Secret(ctx, nil)
+	if string(a) != string(b) {
+		t.Errorf("stores disagree on the secret: %q, %q", a, b)
+	}
+}
+
+// TestConcurrentOpen opens one fresh file from many goroutines at once: all
+// but one find the migrations done by the time they hold the lock.
+func TestConcurrentOpen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "latchkey.db")
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			s, err := Open(t.Context(), path)
+			if err != nil {
+				t.Errorf("Open %d: %v", i, err)
+				return
+			}
+			if err := s.CreateUser(t.Context(), &store.User{Email: fmt.Sprintf("u%d@example.org", i)}); err != nil {
+				t.Errorf("CreateUser %d: %v", i, err)
+			}
+			s.Close()
+		})
+	}
+	wg.Wait()
+	var n int
+	if err := rawDB(t, path).QueryRow(`SELECT count(*) FROM schema_migrations`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != SchemaVersion {
+		t.Errorf("schema_migrations has %d rows, want %d", n, SchemaVersion)
+	}
+}
+
+const helperEnv = "LATCHKEY_SQLITE_TEST_HELPER"
+
+// TestConcurrentOpenProcesses does what TestConcurrentOpen does with real
+// processes, whose locks go through the file system rather than through
+// SQLite's in-process bookkeeping.
+func TestConcurrentOpenProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Skip(err)
+	}
+	path := filepath.Join(t.TempDir(), "latchkey.db")
+	const procs = 6
+	cmds := make([]*exec.Cmd, procs)
+	outs := make([]strings.Builder, procs)
+	for i := range cmds {
+		cmd := exec.CommandContext(t.Context(), exe, "-test.run=^TestHelperProcess$", "-test.count=1")
+		cmd.Env = append(os.Environ(), helperEnv+"="+path, fmt.Sprintf("LATCHKEY_SQLITE_TEST_ID=%d", i))
+		cmd.Stdout, cmd.Stderr = &outs[i], &outs[i]
+		cmds[i] = cmd
+	}
+	for _, cmd := range cmds {
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, cmd := range cmds {
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("process %d: %v\n%s", i, err, outs[i].String())
+		}
+	}
+	s, err := Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	users, err := s.Users(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(users) != procs*20 {
+		t.Errorf("%d users, want %d", len(users), procs*20)
+	}
+	ev, err := s.Audit(t.Context(), store.AuditFilter{Limit: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ev) != procs*20*64 {
+		t.Errorf("%d audit events, want %d", len(ev), procs*20*64)
+	}
+}
+
+// TestHelperProcess is one of TestConcurrentOpenProcesses's processes.
+func TestHelperProcess(t *testing.T) {
+	path := os.Getenv(helperEnv)
+	if path == "" {
+		t.Skip("helper for TestConcurrentOpenProcesses")
+	}
+	id := os.Getenv("LATCHKEY_SQLITE_TEST_ID")
+	ctx := context.Background()
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Secret(ctx, []byte("secret of "+id)); err != nil {
+		t.Fatal(err)
+	}
+	for n := range 20 {
+		if err := s.CreateUser(ctx, &store.User{Email: fmt.Sprintf("p%s-%d@example.org", id, n)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.WriteAudit(ctx, make([]store.AuditEvent, 64)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

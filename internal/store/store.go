@@ -1,0 +1,149 @@
+// Package store defines what latchkey keeps: users, sessions, audit events
+// and the gateway's own secret. Implementations live in subpackages (sqlite,
+// and later postgres); every implementation passes the same conformance
+// suite in storetest.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// ErrNotFound is returned when a looked-up row does not exist.
+var ErrNotFound = errors.New("not found")
+
+// ErrConflict is returned when a row would violate a uniqueness rule.
+var ErrConflict = errors.New("already exists")
+
+// User is a person the gateway knows. Site is the host name the user belongs
+// to; the empty site means the user is known on every site.
+type User struct {
+	ID             int64
+	Site           string
+	Email          string
+	Name           string
+	Phone          string
+	Active         bool
+	Roles          []string
+	CreatedAt      time.Time
+	CurrentLoginAt time.Time
+	CurrentLoginIP string
+	LastLoginAt    time.Time
+	LastLoginIP    string
+	LoginCount     int64
+}
+
+// HasRole reports whether the user holds role.
+func (u *User) HasRole(role string) bool {
+	for _, r := range u.Roles {
+		if r == role {
+			return true
+		}
+	}
+	return false
+}
+
+// Session is a server-side gateway session. Only the keyed hash of the cookie
+// value is kept; ID is the public identifier sent upstream as X-Session-ID.
+type Session struct {
+	ID         string
+	UserID     int64
+	TokenHash  []byte
+	CreatedAt  time.Time
+	LastSeenAt time.Time
+	ExpiresAt  time.Time // absolute end, fixed at creation
+	RevokedAt  time.Time // zero while not revoked
+	IP         string
+	UserAgent  string
+	// Kind and CredentialID name the credential that started the session
+	// (for example "invite" and the invite's id), so that a session can be
+	// ended when that credential expires.
+	Kind         string
+	CredentialID string
+}
+
+// SessionUser is a session joined with the state of its user, which is what
+// the request hot path needs in one lookup.
+type SessionUser struct {
+	Session
+	UserActive bool
+}
+
+// AuditEvent is one credential attempt, accepted or refused.
+type AuditEvent struct {
+	ID           int64
+	Time         time.Time
+	Kind         string // "session", "invite", "ticket", "link"
+	CredentialID string
+	UserID       int64 // 0 when unknown
+	SessionID    string
+	Outcome      string // "accepted" or "refused"
+	Reason       string
+	Method       string
+	Host         string
+	Path         string
+	Status       int // upstream or gateway response status, 0 if unknown
+	ClientIP     string
+	UserAgent    string
+	UABrowser    string
+	UAVersion    string
+	UAOS         string
+	UADevice     string // "desktop", "mobile", "bot", "unknown"
+	UABot        bool
+	Latency      time.Duration
+}
+
+// Outcomes of an audit event.
+const (
+	OutcomeAccepted = "accepted"
+	OutcomeRefused  = "refused"
+)
+
+// AuditFilter selects audit events; zero fields do not filter.
+type AuditFilter struct {
+	Since   time.Time
+	UserID  int64
+	Kind    string
+	Outcome string
+	Limit   int
+}
+
+// SessionFilter selects sessions; zero fields do not filter.
+type SessionFilter struct {
+	UserID     int64
+	ActiveOnly bool
+	Now        time.Time
+	Limit      int
+}
+
+// Store is everything latchkey persists. Implementations must be safe for
+// concurrent use.
+type Store interface {
+	// Secret returns the gateway's signing secret, generating and keeping
+	// newSecret on first use. Concurrent first calls from several processes
+	// agree on one value.
+	Secret(ctx context.Context, newSecret []byte) ([]byte, error)
+
+	CreateUser(ctx context.Context, u *User) error
+	User(ctx context.Context, id int64) (*User, error)
+	UserByEmail(ctx context.Context, site, email string) (*User, error)
+	Users(ctx context.Context) ([]User, error)
+	SetUserActive(ctx context.Context, id int64, active bool) error
+	// RecordLogin moves the current login to last login and sets a new one.
+	RecordLogin(ctx context.Context, id int64, at time.Time, ip string) error
+
+	CreateSession(ctx context.Context, s *Session) error
+	SessionByTokenHash(ctx context.Context, hash []byte) (*SessionUser, error)
+	// TouchSession records activity; it only moves LastSeenAt forward.
+	TouchSession(ctx context.Context, id string, at time.Time) error
+	RevokeSession(ctx context.Context, id string, at time.Time) error
+	Sessions(ctx context.Context, f SessionFilter) ([]Session, error)
+
+	WriteAudit(ctx context.Context, events []AuditEvent) error
+	Audit(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
+
+	// SchemaVersion is the version of the newest migration applied.
+	SchemaVersion(ctx context.Context) (int, error)
+	Close() error
+}
