@@ -13,6 +13,8 @@ import (
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
+	"github.com/latchkeyhq/latchkey/internal/gate"
+	"github.com/latchkeyhq/latchkey/internal/session"
 	"github.com/latchkeyhq/latchkey/internal/store"
 )
 
@@ -125,7 +127,44 @@ func buildCommand(cmd *cobra.Command) {
 			return nil
 		}),
 	}
-	sessions.AddCommand(slist, srevoke)
+	screate := &cobra.Command{
+		Use:   "create --user <email|id>",
+		Short: "Starts a session for a user and prints its cookie (for testing and support)",
+		Args:  cobra.NoArgs,
+		RunE: withOps(func(c *cobra.Command, o ops, _ []string) error {
+			user, _ := c.Flags().GetString("user")
+			if user == "" {
+				return fmt.Errorf("--user is required")
+			}
+			u, err := o.resolveUser(c.Context(), user, "")
+			if err != nil {
+				return err
+			}
+			secret, err := o.app.loadSecret(c.Context(), caddy.NewReplacer(), o.st)
+			if err != nil {
+				return err
+			}
+			var cfg session.Config
+			if lt, _ := c.Flags().GetDuration("lifetime"); lt > 0 {
+				cfg.Lifetime = lt
+			}
+			token, s, err := session.New(o.st, secret, cfg, o.now).Start(c.Context(), u.ID, "cli", "", "", "caddy latchkey sessions create")
+			if err != nil {
+				return err
+			}
+			cookieName, _ := c.Flags().GetString("cookie")
+			if wantJSON(c) {
+				return writeJSON(c.OutOrStdout(), map[string]any{"session": toSessionJSON(s), "cookie": cookieName + "=" + token})
+			}
+			fmt.Fprintf(c.OutOrStdout(), "session %s for user %d (%s), until %s\nCookie: %s=%s\n",
+				s.ID, u.ID, u.Email, timeOrDash(s.ExpiresAt), cookieName, token)
+			return nil
+		}),
+	}
+	screate.Flags().String("user", "", "User to start the session for")
+	screate.Flags().String("cookie", gate.DefaultCookieName, "Cookie name the route uses")
+	screate.Flags().Duration("lifetime", 0, "Absolute lifetime (default 720h)")
+	sessions.AddCommand(slist, screate, srevoke)
 
 	auditCmd := &cobra.Command{Use: "audit", Short: "Reads the audit trail"}
 	alist := &cobra.Command{
@@ -167,27 +206,28 @@ func withOps(fn func(c *cobra.Command, o ops, args []string) error) func(*cobra.
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		c.SetContext(ctx)
-		st, err := OpenConfiguredStore(ctx, configFile, adapter)
+		app, st, err := openConfiguredStore(ctx, configFile, adapter)
 		if err != nil {
 			return err
 		}
 		defer st.Close()
-		return fn(c, ops{st: st, now: time.Now}, args)
+		return fn(c, ops{st: st, now: time.Now, app: app}, args)
 	}
 }
 
-// OpenConfiguredStore opens the store that the latchkey app of a Caddy
+// openConfiguredStore opens the store that the latchkey app of a Caddy
 // config uses, without starting Caddy.
-func OpenConfiguredStore(ctx context.Context, configFile, adapter string) (store.Store, error) {
+func openConfiguredStore(ctx context.Context, configFile, adapter string) (*App, store.Store, error) {
 	app, err := appFromConfig(configFile, adapter)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	driver, target, err := app.storageTarget(caddy.NewReplacer())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return openStore(ctx, driver, target)
+	st, err := openStore(ctx, driver, target)
+	return app, st, err
 }
 
 func appFromConfig(configFile, adapter string) (*App, error) {

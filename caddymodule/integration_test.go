@@ -79,6 +79,7 @@ type gateway struct {
 	admin    string
 	upstream *upstream
 	st       store.Store // a second handle on the same file, like the CLI's
+	secret   []byte
 }
 
 func freePort(t *testing.T) int {
@@ -94,6 +95,9 @@ func freePort(t *testing.T) int {
 type gwOpts struct {
 	handler string // body of the latchkey directive
 	global  string // extra lines in the latchkey global option
+	// generatedSecret leaves the secret out, so the gateway makes one and
+	// keeps it in the store.
+	generatedSecret bool
 }
 
 func startGateway(t *testing.T, o gwOpts) *gateway {
@@ -114,10 +118,21 @@ func startGateway(t *testing.T, o gwOpts) *gateway {
 	}
 	t.Cleanup(func() { st.Close() })
 	g.st = st
+	g.secret = []byte(testSecret)
+	if o.generatedSecret {
+		// As the CLI does: the secret the gateway generated and stored.
+		if g.secret, err = st.Secret(context.Background(), []byte("not-the-one-in-the-store-0123456789")); err != nil {
+			t.Fatal(err)
+		}
+	}
 	return g
 }
 
 func (g *gateway) caddyfile(o gwOpts) string {
+	secretLine := "secret " + testSecret
+	if o.generatedSecret {
+		secretLine = ""
+	}
 	return fmt.Sprintf(`{
 	admin %s
 	auto_https off
@@ -127,7 +142,7 @@ func (g *gateway) caddyfile(o gwOpts) string {
 	}
 	latchkey {
 		storage sqlite %s
-		secret %s
+		%s
 		%s
 	}
 }
@@ -138,7 +153,7 @@ http://127.0.0.1:%d {
 	}
 	reverse_proxy %s
 }
-`, g.admin, filepath.Join(g.dir, "caddy"), g.db, testSecret, o.global, g.port, o.handler, strings.TrimPrefix(g.upstream.URL, "http://"))
+`, g.admin, filepath.Join(g.dir, "caddy"), g.db, secretLine, o.global, g.port, o.handler, strings.TrimPrefix(g.upstream.URL, "http://"))
 }
 
 // load adapts and (re)loads the config, as `caddy reload` does.
@@ -169,7 +184,7 @@ func (g *gateway) user(email string) *store.User {
 // session starts a session for u as the gateway would, with the clock at now.
 func (g *gateway) session(u *store.User, now time.Time) (string, *store.Session) {
 	g.t.Helper()
-	m := session.New(g.st, []byte(testSecret), session.Config{}, func() time.Time { return now })
+	m := session.New(g.st, g.secret, session.Config{}, func() time.Time { return now })
 	token, s, err := m.Start(context.Background(), u.ID, "test", "", "127.0.0.1", "go-test")
 	if err != nil {
 		g.t.Fatal(err)
@@ -337,7 +352,12 @@ func TestForgedIdentityHeadersNeverReachUpstream(t *testing.T) {
 }
 
 func TestSessionReachesUpstreamAndIsAudited(t *testing.T) {
-	g := startGateway(t, gwOpts{})
+	t.Run("configured secret", func(t *testing.T) { testSessionReachesUpstream(t, gwOpts{}) })
+	t.Run("generated secret", func(t *testing.T) { testSessionReachesUpstream(t, gwOpts{generatedSecret: true}) })
+}
+
+func testSessionReachesUpstream(t *testing.T, o gwOpts) {
+	g := startGateway(t, o)
 	u := g.user("grace@example.com")
 	token, s := g.session(u, time.Now())
 	if resp := g.get("/teapot", cookie(token)); resp.StatusCode != http.StatusTeapot {

@@ -19,6 +19,7 @@ import (
 type ops struct {
 	st  store.Store
 	now func() time.Time
+	app *App // the config the store came from
 }
 
 // userJSON is how a user looks in --json output and on the admin API.

@@ -32,9 +32,10 @@ type Store struct {
 	w    *sql.DB // exactly one connection: the process's only writer
 	r    *sql.DB // readers; query_only so a write cannot slip past w
 
-	sessionByHash *sql.Stmt // on r
-	touchSession  *sql.Stmt // on w
-	insertAudit   *sql.Stmt // on w
+	sessionByHash    *sql.Stmt // on r
+	touchSession     *sql.Stmt // on w
+	insertAudit      *sql.Stmt // on w
+	insertAuditChunk *sql.Stmt // on w
 
 	closeOnce sync.Once
 	closeErr  error
@@ -116,6 +117,9 @@ func open(ctx context.Context, path string) (_ *Store, err error) {
 	if s.insertAudit, err = s.w.PrepareContext(ctx, insertAuditSQL); err != nil {
 		return nil, fmt.Errorf("preparing audit insert: %w", err)
 	}
+	if s.insertAuditChunk, err = s.w.PrepareContext(ctx, insertAuditChunkSQL); err != nil {
+		return nil, fmt.Errorf("preparing audit insert: %w", err)
+	}
 	return s, nil
 }
 
@@ -137,7 +141,7 @@ func dsn(abs string, write bool) string {
 	// after it (journal_mode on a fresh file) may need to wait for a lock.
 	b.WriteString("?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)")
 	if write {
-		b.WriteString("&_txlock=immediate")
+		b.WriteString("&_pragma=temp_store(MEMORY)&_txlock=immediate")
 	} else {
 		b.WriteString("&_pragma=query_only(1)")
 	}
@@ -168,7 +172,7 @@ func escapePath(p string) string {
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		var errs []error
-		for _, st := range []*sql.Stmt{s.sessionByHash, s.touchSession, s.insertAudit} {
+		for _, st := range []*sql.Stmt{s.sessionByHash, s.touchSession, s.insertAudit, s.insertAuditChunk} {
 			if st != nil {
 				errs = append(errs, st.Close())
 			}
