@@ -58,7 +58,8 @@ func (a *adminAPI) ops() (ops, error) {
 	if err != nil {
 		return ops{}, caddy.APIError{HTTPStatus: http.StatusNotFound, Err: errors.New("latchkey is not in the running config")}
 	}
-	return ops{st: appIface.(*App).store, now: time.Now}, nil
+	app := appIface.(*App)
+	return ops{st: app.store, now: time.Now, app: app, cache: app.sessions}, nil
 }
 
 func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {

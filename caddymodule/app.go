@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/latchkeyhq/latchkey/internal/audit"
+	"github.com/latchkeyhq/latchkey/internal/session"
 	"github.com/latchkeyhq/latchkey/internal/store"
 	"github.com/latchkeyhq/latchkey/internal/store/sqlite"
 	"github.com/latchkeyhq/latchkey/internal/web"
@@ -55,8 +56,9 @@ type App struct {
 	// Batching of audit records.
 	Audit *AuditConfig `json:"audit,omitempty"`
 
-	store   store.Store
-	poolKey string
+	store    store.Store
+	sessions *session.Cache // shared by every handler, so a logout holds everywhere
+	poolKey  string
 	secret  []byte
 	audit   *audit.Writer
 	pages   *web.Pages
@@ -110,6 +112,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	a.store = val.(pooledStore).Store
+	a.sessions = session.NewCache(0)
 	if a.secret, err = a.loadSecret(ctx, repl, a.store); err != nil {
 		return err
 	}

@@ -148,7 +148,7 @@ func buildCommand(cmd *cobra.Command) {
 			if lt, _ := c.Flags().GetDuration("lifetime"); lt > 0 {
 				cfg.Lifetime = lt
 			}
-			token, s, err := session.New(o.st, secret, cfg, o.now).Start(c.Context(), u.ID, "cli", "", "", "caddy latchkey sessions create")
+			token, s, err := session.New(o.st, secret, cfg, nil, o.now).Start(c.Context(), u.ID, "cli", "", "", "caddy latchkey sessions create")
 			if err != nil {
 				return err
 			}

@@ -69,7 +69,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	sessions := session.New(app.store, app.secret, session.Config{
 		Idle:     time.Duration(sc.Idle),
 		Lifetime: time.Duration(sc.Lifetime),
-	}, nil)
+	}, app.sessions, nil)
 	h.gate = gate.New(gate.Config{
 		UserHeader:    h.UserHeader,
 		SessionHeader: h.SessionHeader,

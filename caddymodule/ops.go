@@ -11,6 +11,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/latchkeyhq/latchkey/internal/session"
 	"github.com/latchkeyhq/latchkey/internal/store"
 )
 
@@ -20,6 +21,9 @@ type ops struct {
 	st  store.Store
 	now func() time.Time
 	app *App // the config the store came from
+	// cache, when the operations run inside Caddy, is told of revocations
+	// and deactivations so that they hold at once.
+	cache *session.Cache
 }
 
 // userJSON is how a user looks in --json output and on the admin API.
@@ -219,6 +223,7 @@ func (o ops) setActive(ctx context.Context, ref, site string, active bool) (*sto
 	if err := o.st.SetUserActive(ctx, u.ID, active); err != nil {
 		return nil, err
 	}
+	o.cache.ForgetUser(u.ID)
 	u.Active = active
 	return u, nil
 }
@@ -271,6 +276,7 @@ func (o ops) sessions(ctx context.Context, user string, all bool) ([]store.Sessi
 
 func (o ops) revokeSession(ctx context.Context, id string) error {
 	err := o.st.RevokeSession(ctx, id, o.now())
+	o.cache.ForgetSession(id)
 	if errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("session %q: %w", id, store.ErrNotFound)
 	}

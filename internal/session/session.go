@@ -12,6 +12,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
+	"sync"
 	"time"
 
 	"github.com/latchkeyhq/latchkey/internal/store"
@@ -63,19 +65,23 @@ func (c Config) withDefaults() Config {
 
 // Manager starts, checks and ends sessions.
 type Manager struct {
-	st  store.Store
-	key []byte
-	cfg Config
-	now func() time.Time
+	st     store.Store
+	key    []byte
+	cfg    Config
+	now    func() time.Time
+	cache  *Cache
+	hashes sync.Pool // keyed HMAC states, reset between uses
 }
 
 // New returns a Manager that hashes cookie values with a key derived from
-// secret. now may be nil for the wall clock.
-func New(st store.Store, secret []byte, cfg Config, now func() time.Time) *Manager {
+// secret. cache may be nil (no caching) and now nil (the wall clock).
+func New(st store.Store, secret []byte, cfg Config, cache *Cache, now func() time.Time) *Manager {
 	if now == nil {
 		now = time.Now
 	}
-	return &Manager{st: st, key: DeriveKey(secret, "session"), cfg: cfg.withDefaults(), now: now}
+	m := &Manager{st: st, key: DeriveKey(secret, "session"), cfg: cfg.withDefaults(), now: now, cache: cache}
+	m.hashes.New = func() any { return hmac.New(sha256.New, m.key) }
+	return m
 }
 
 // Config returns the effective configuration.
@@ -91,9 +97,25 @@ func DeriveKey(secret []byte, purpose string) []byte {
 
 // Hash is the keyed hash under which a cookie value is stored.
 func (m *Manager) Hash(token string) []byte {
-	mac := hmac.New(sha256.New, m.key)
-	mac.Write([]byte(token))
-	return mac.Sum(nil)
+	var buf [sha256.Size]byte
+	return append([]byte(nil), m.hash(token, &buf)...)
+}
+
+// hash computes the keyed hash into buf without allocating.
+func (m *Manager) hash(token string, buf *[sha256.Size]byte) []byte {
+	mac := m.hashes.Get().(hash.Hash)
+	mac.Reset()
+	// Through a stack buffer: hmac has no WriteString, and converting the
+	// token would allocate on every request.
+	var tb [tokenLen]byte
+	for len(token) > 0 {
+		n := copy(tb[:], token)
+		mac.Write(tb[:n])
+		token = token[n:]
+	}
+	sum := mac.Sum(buf[:0])
+	m.hashes.Put(mac)
+	return sum
 }
 
 // Start creates a session for userID and returns the cookie value, which is
@@ -130,7 +152,8 @@ func (m *Manager) Start(ctx context.Context, userID int64, kind, credentialID, i
 // Check returns the session a cookie value names. When the session cannot be
 // used it returns a non-empty reason (one of the Reason constants) and, if the
 // session was found, the session too, so the refusal can be audited with it.
-// err is only for store failures.
+// err is only for store failures. The returned session may be shared with
+// other requests: do not modify it.
 func (m *Manager) Check(ctx context.Context, token string) (su *store.SessionUser, reason string, err error) {
 	if token == "" {
 		return nil, ReasonMissing, nil
@@ -138,14 +161,19 @@ func (m *Manager) Check(ctx context.Context, token string) (su *store.SessionUse
 	if !wellFormed(token) {
 		return nil, ReasonMalformed, nil
 	}
-	su, err = m.st.SessionByTokenHash(ctx, m.Hash(token))
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, ReasonUnknown, nil
-	}
-	if err != nil {
-		return nil, "", fmt.Errorf("looking up session: %w", err)
-	}
+	var buf [sha256.Size]byte
+	h := m.hash(token, &buf)
 	now := m.now()
+	if su = m.cache.get(h, now); su == nil {
+		su, err = m.st.SessionByTokenHash(ctx, h)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, ReasonUnknown, nil
+		}
+		if err != nil {
+			return nil, "", fmt.Errorf("looking up session: %w", err)
+		}
+		m.cache.put(h, su, now)
+	}
 	switch {
 	case !su.RevokedAt.IsZero():
 		return su, ReasonRevoked, nil
@@ -162,7 +190,10 @@ func (m *Manager) Check(ctx context.Context, token string) (su *store.SessionUse
 		if err := m.st.TouchSession(ctx, su.ID, now); err != nil {
 			return nil, "", fmt.Errorf("recording activity of session %s: %w", su.ID, err)
 		}
-		su.LastSeenAt = now
+		touched := *su
+		touched.LastSeenAt = now
+		su = &touched
+		m.cache.put(h, su, now)
 	}
 	return su, "", nil
 }
@@ -170,6 +201,9 @@ func (m *Manager) Check(ctx context.Context, token string) (su *store.SessionUse
 // End revokes a session; ending one that is already over is not an error.
 func (m *Manager) End(ctx context.Context, id string) error {
 	err := m.st.RevokeSession(ctx, id, m.now())
+	// After the write, so that a lookup racing with it cannot leave the
+	// session cached as live.
+	m.cache.ForgetSession(id)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("ending session %s: %w", id, err)
 	}

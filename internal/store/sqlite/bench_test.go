@@ -1,7 +1,6 @@
 package sqlite
 
 import (
-	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -12,7 +11,7 @@ import (
 // BenchmarkSessionByTokenHash is the lookup every proxied request makes,
 // against a table of 10,000 sessions.
 func BenchmarkSessionByTokenHash(b *testing.B) {
-	ctx := context.Background()
+	ctx := b.Context()
 	s := openTemp(b)
 	const n = 10000
 	u := &store.User{Email: "bench@example.org", Active: true}
@@ -40,7 +39,7 @@ func BenchmarkSessionByTokenHash(b *testing.B) {
 }
 
 func BenchmarkSessionByTokenHashParallel(b *testing.B) {
-	ctx := context.Background()
+	ctx := b.Context()
 	s := openTemp(b)
 	u := &store.User{Email: "bench@example.org", Active: true}
 	if err := s.CreateUser(ctx, u); err != nil {
@@ -63,7 +62,7 @@ func BenchmarkSessionByTokenHashParallel(b *testing.B) {
 }
 
 func BenchmarkTouchSession(b *testing.B) {
-	ctx := context.Background()
+	ctx := b.Context()
 	s := openTemp(b)
 	u := &store.User{Email: "bench@example.org", Active: true}
 	if err := s.CreateUser(ctx, u); err != nil {
@@ -87,7 +86,7 @@ func BenchmarkTouchSession(b *testing.B) {
 // BenchmarkWriteAudit writes batches of 512 realistic events, the size the
 // audit writer flushes at, and reports rows per second.
 func BenchmarkWriteAudit(b *testing.B) {
-	ctx := context.Background()
+	ctx := b.Context()
 	s := openTemp(b)
 	const batch = 512
 	events := make([]store.AuditEvent, batch)

@@ -20,6 +20,11 @@ import (
 // panics otherwise, so a forgotten bump fails every test in the package.
 const SchemaVersion = 1
 
+// migrationFiles are applied in version order, each in its own transaction,
+// which is why a migration cannot use VACUUM or PRAGMA foreign_keys (a no-op
+// inside a transaction); a table rebuild has to keep foreign keys valid on
+// its own. Applied migrations are never edited: a change is a new file.
+//
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
@@ -96,7 +101,14 @@ func (e *SchemaTooNewError) Error() string {
 // is applied after taking the lock: several processes may open a fresh file
 // at once, and whichever gets the lock second must see the first one's work
 // instead of applying it again.
-func migrate(ctx context.Context, db *sql.DB) (applied []int, err error) {
+//
+// ms is the embedded set outside tests; the newest of them is the newest
+// version this binary supports.
+func migrate(ctx context.Context, db *sql.DB, ms []migration) (applied []int, err error) {
+	latest := 0
+	if len(ms) > 0 {
+		latest = ms[len(ms)-1].version
+	}
 	if _, err := withWriteTx(ctx, db, func(tx *sql.Tx) (bool, error) {
 		_, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 			version    INTEGER PRIMARY KEY,
@@ -105,15 +117,15 @@ func migrate(ctx context.Context, db *sql.DB) (applied []int, err error) {
 		if err != nil {
 			return false, fmt.Errorf("creating schema_migrations: %w", err)
 		}
-		_, err = newestApplied(ctx, tx)
+		_, err = newestApplied(ctx, tx, latest)
 		return err == nil, err
 	}); err != nil {
 		return nil, err
 	}
 
-	for _, m := range migrations {
+	for _, m := range ms {
 		ran, err := withWriteTx(ctx, db, func(tx *sql.Tx) (bool, error) {
-			newest, err := newestApplied(ctx, tx)
+			newest, err := newestApplied(ctx, tx, latest)
 			if err != nil {
 				return false, err
 			}
@@ -149,15 +161,13 @@ func migrate(ctx context.Context, db *sql.DB) (applied []int, err error) {
 
 // newestApplied refuses a database from a newer binary before anything is
 // written to it.
-func newestApplied(ctx context.Context, q interface {
-	QueryRowContext(context.Context, string, ...any) *sql.Row
-}) (int, error) {
+func newestApplied(ctx context.Context, tx *sql.Tx, latest int) (int, error) {
 	var newest int
-	if err := q.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&newest); err != nil {
+	if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&newest); err != nil {
 		return 0, fmt.Errorf("reading schema version: %w", err)
 	}
-	if newest > SchemaVersion {
-		return newest, &SchemaTooNewError{Database: newest, Binary: SchemaVersion}
+	if newest > latest {
+		return newest, &SchemaTooNewError{Database: newest, Binary: latest}
 	}
 	return newest, nil
 }

@@ -13,6 +13,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -32,10 +33,9 @@ type Store struct {
 	w    *sql.DB // exactly one connection: the process's only writer
 	r    *sql.DB // readers; query_only so a write cannot slip past w
 
-	sessionByHash    *sql.Stmt // on r
-	touchSession     *sql.Stmt // on w
-	insertAudit      *sql.Stmt // on w
-	insertAuditChunk *sql.Stmt // on w
+	sessionByHash *sql.Stmt // on r
+	touchSession  *sql.Stmt // on w
+	insertAudit   *sql.Stmt // on w
 
 	closeOnce sync.Once
 	closeErr  error
@@ -89,11 +89,11 @@ func open(ctx context.Context, path string) (_ *Store, err error) {
 	s.w.SetMaxIdleConns(1)
 	s.w.SetConnMaxLifetime(0)
 	s.w.SetConnMaxIdleTime(0)
-	if err := s.w.PingContext(ctx); err != nil {
+	if err := connectFirst(ctx, s.w); err != nil {
 		return nil, fmt.Errorf("opening database: %w", err)
 	}
 
-	if _, err := migrate(ctx, s.w); err != nil {
+	if _, err := migrate(ctx, s.w, migrations); err != nil {
 		return nil, err
 	}
 
@@ -117,10 +117,31 @@ func open(ctx context.Context, path string) (_ *Store, err error) {
 	if s.insertAudit, err = s.w.PrepareContext(ctx, insertAuditSQL); err != nil {
 		return nil, fmt.Errorf("preparing audit insert: %w", err)
 	}
-	if s.insertAuditChunk, err = s.w.PrepareContext(ctx, insertAuditChunkSQL); err != nil {
-		return nil, fmt.Errorf("preparing audit insert: %w", err)
-	}
 	return s, nil
+}
+
+// busyTimeout is how long a connection waits for another's lock; it is in
+// the DSN as busy_timeout(5000).
+const busyTimeout = 5 * time.Second
+
+// connectFirst opens the writer's connection, retrying while the file is
+// busy. The connection's PRAGMA journal_mode=WAL needs an exclusive lock
+// the first time, on a fresh file, and SQLite fails it at once rather than
+// wait, so processes that start together on a new file would otherwise see
+// "database is locked" from all but one of them.
+func connectFirst(ctx context.Context, db *sql.DB) error {
+	deadline := time.Now().Add(busyTimeout)
+	for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
+		err := db.PingContext(ctx)
+		if err == nil || sqliteCode(err)&0xff != sqlite3.SQLITE_BUSY || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait + rand.N(wait)):
+		}
+	}
 }
 
 // dsn builds a modernc.org/sqlite DSN for the file at abs. The driver splits
@@ -141,7 +162,7 @@ func dsn(abs string, write bool) string {
 	// after it (journal_mode on a fresh file) may need to wait for a lock.
 	b.WriteString("?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)")
 	if write {
-		b.WriteString("&_pragma=temp_store(MEMORY)&_txlock=immediate")
+		b.WriteString("&_txlock=immediate")
 	} else {
 		b.WriteString("&_pragma=query_only(1)")
 	}
@@ -151,6 +172,9 @@ func dsn(abs string, write bool) string {
 // escapePath percent-encodes everything but unreserved characters and '/'.
 func escapePath(p string) string {
 	p = filepath.ToSlash(p)
+	if !strings.HasPrefix(p, "/") {
+		p = "/" + p // "C:/x" on Windows: SQLite wants file:/C:/x
+	}
 	const hex = "0123456789ABCDEF"
 	var b strings.Builder
 	for i := 0; i < len(p); i++ {
@@ -172,7 +196,7 @@ func escapePath(p string) string {
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		var errs []error
-		for _, st := range []*sql.Stmt{s.sessionByHash, s.touchSession, s.insertAudit, s.insertAuditChunk} {
+		for _, st := range []*sql.Stmt{s.sessionByHash, s.touchSession, s.insertAudit} {
 			if st != nil {
 				errs = append(errs, st.Close())
 			}
