@@ -59,10 +59,10 @@ type App struct {
 	store    store.Store
 	sessions *session.Cache // shared by every handler, so a logout holds everywhere
 	poolKey  string
-	secret  []byte
-	audit   *audit.Writer
-	pages   *web.Pages
-	logger  *zap.Logger
+	secret   []byte
+	audit    *audit.Writer
+	pages    *web.Pages
+	logger   *zap.Logger
 }
 
 // StorageConfig names the database.
