@@ -123,24 +123,45 @@ type Store interface {
 	// Secret returns the gateway's signing secret, generating and keeping
 	// newSecret on first use. Concurrent first calls from several processes
 	// agree on one value.
+	// With an empty newSecret it only reads, and returns ErrNotFound if no
+	// secret was ever kept.
 	Secret(ctx context.Context, newSecret []byte) ([]byte, error)
 
+	// CreateUser stores the e-mail address trimmed and lower-cased, so that
+	// one person typing it two ways is still one user, and writes back ID,
+	// that Email and, if it was zero, CreatedAt. A second user with the same
+	// site and address is ErrConflict.
 	CreateUser(ctx context.Context, u *User) error
 	User(ctx context.Context, id int64) (*User, error)
+	// UserByEmail matches the site exactly and the address as CreateUser
+	// stores it; it does not fall back to the empty site.
 	UserByEmail(ctx context.Context, site, email string) (*User, error)
+	// Users lists every user with roles, by ID.
 	Users(ctx context.Context) ([]User, error)
 	SetUserActive(ctx context.Context, id int64, active bool) error
 	// RecordLogin moves the current login to last login and sets a new one.
 	RecordLogin(ctx context.Context, id int64, at time.Time, ip string) error
 
+	// CreateSession fails if the user does not exist, and with ErrConflict
+	// if the ID or token hash is taken.
 	CreateSession(ctx context.Context, s *Session) error
+	// SessionByTokenHash returns revoked and expired sessions as well, so
+	// that the caller can tell a stale cookie from an unknown one.
 	SessionByTokenHash(ctx context.Context, hash []byte) (*SessionUser, error)
 	// TouchSession records activity; it only moves LastSeenAt forward.
+	// Touching a missing session is not an error: it runs on every request
+	// and the next lookup reports the session gone anyway.
 	TouchSession(ctx context.Context, id string, at time.Time) error
+	// RevokeSession keeps the first revocation time if called again.
 	RevokeSession(ctx context.Context, id string, at time.Time) error
+	// Sessions lists newest first; a zero Limit means no limit.
 	Sessions(ctx context.Context, f SessionFilter) ([]Session, error)
 
+	// WriteAudit writes a batch atomically; batching is what makes the
+	// audit log cheap enough to keep for every request.
 	WriteAudit(ctx context.Context, events []AuditEvent) error
+	// Audit lists newest first; a zero Limit means 100, so that a careless
+	// call cannot read the whole log.
 	Audit(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
 
 	// SchemaVersion is the version of the newest migration applied.

@@ -158,8 +158,6 @@ func dsn(abs string, write bool) string {
 	var b strings.Builder
 	b.WriteString("file:")
 	b.WriteString(escapePath(abs))
-	// busy_timeout first: the driver runs it first anyway, and the pragmas
-	// after it (journal_mode on a fresh file) may need to wait for a lock.
 	b.WriteString("?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)")
 	if write {
 		b.WriteString("&_txlock=immediate")

@@ -693,3 +693,23 @@ func TestHelperProcess(t *testing.T) {
 		}
 	}
 }
+
+// TestCanceledContext checks that the calls which do not hand ctx to the
+// driver still honour it.
+func TestCanceledContext(t *testing.T) {
+	s := openTemp(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := s.WriteAudit(ctx, make([]store.AuditEvent, 10)); !errors.Is(err, context.Canceled) {
+		t.Errorf("WriteAudit: err = %v, want context.Canceled", err)
+	}
+	if got, err := s.Audit(t.Context(), store.AuditFilter{}); err != nil || len(got) != 0 {
+		t.Errorf("after a canceled WriteAudit, Audit = %d events, %v; want none", len(got), err)
+	}
+	if _, err := s.SessionByTokenHash(ctx, []byte("x")); !errors.Is(err, context.Canceled) {
+		t.Errorf("SessionByTokenHash: err = %v, want context.Canceled", err)
+	}
+	if err := s.TouchSession(ctx, "x", time.Now()); !errors.Is(err, context.Canceled) {
+		t.Errorf("TouchSession: err = %v, want context.Canceled", err)
+	}
+}

@@ -446,6 +446,10 @@ func testTouchSession(t *testing.T, s store.Store) {
 	if got, want := lastSeen(), at(time.Hour+49*time.Second); !got.Equal(want) {
 		t.Errorf("after concurrent touches, LastSeenAt = %v, want %v", got, want)
 	}
+
+	if err := s.TouchSession(ctx, "no such session", at(time.Hour)); err != nil {
+		t.Errorf("TouchSession of a missing session: %v, want nil", err)
+	}
 }
 
 func testRevokeSession(t *testing.T, s store.Store) {
@@ -712,6 +716,9 @@ func testAuditDefaultLimit(t *testing.T, s store.Store) {
 
 func testSecret(t *testing.T, s store.Store) {
 	ctx := t.Context()
+	if _, err := s.Secret(ctx, nil); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Secret(nil) before any secret: err = %v, want ErrNotFound", err)
+	}
 	// Concurrent first calls, each offering its own secret, agree on one.
 	const n = 8
 	got := make([][]byte, n)
