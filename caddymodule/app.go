@@ -62,6 +62,7 @@ type App struct {
 	secret   []byte
 	audit    *audit.Writer
 	pages    *web.Pages
+	mailer   *inviteMailer // nil without smtp
 	logger   *zap.Logger
 }
 

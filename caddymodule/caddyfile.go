@@ -9,6 +9,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/latchkeyhq/latchkey/internal/invite"
 )
 
 func init() {
@@ -171,12 +173,71 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					return d.Errf("unknown session subdirective %q", d.Val())
 				}
 			}
+		case "invite":
+			if err := parseInvite(d, h); err != nil {
+				return err
+			}
 		default:
 			return d.Errf("unknown latchkey subdirective %q", d.Val())
 		}
 	}
 	if err := h.Validate(); err != nil {
 		return d.Err(err.Error())
+	}
+	return nil
+}
+
+// parseInvite reads
+//
+//	invite {
+//		length <n>
+//		usage_window <duration>
+//		expiry <duration>
+//		throttle <attempts> <window>
+//	}
+func parseInvite(d *caddyfile.Dispenser, h *Handler) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	h.Invite = new(InviteConfig)
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "length":
+			if err := positiveInt(d, &h.Invite.Length); err != nil {
+				return err
+			}
+			if err := invite.CheckLength(h.Invite.Length); err != nil {
+				return d.Err(err.Error())
+			}
+		case "usage_window":
+			var v caddy.Duration
+			if err := duration(d, &v); err != nil {
+				return err
+			}
+			h.Invite.UsageWindow = &v
+		case "expiry":
+			var v caddy.Duration
+			if err := duration(d, &v); err != nil {
+				return err
+			}
+			h.Invite.Expiry = &v
+		case "throttle":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return d.Err("throttle needs a number of failed attempts and a window: throttle 10 1m")
+			}
+			n, err := strconv.Atoi(args[0])
+			if err != nil || n < 0 {
+				return d.Errf("throttle: %q is not a number of attempts", args[0])
+			}
+			w, err := caddy.ParseDuration(args[1])
+			if err != nil || w <= 0 {
+				return d.Errf("throttle: bad window %q (want e.g. 1m)", args[1])
+			}
+			h.Invite.Throttle = &ThrottleConfig{Attempts: n, Window: caddy.Duration(w)}
+		default:
+			return d.Errf("unknown invite subdirective %q", d.Val())
+		}
 	}
 	return nil
 }

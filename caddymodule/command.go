@@ -1,10 +1,12 @@
 package caddymodule
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -12,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/latchkeyhq/latchkey/internal/gate"
 	"github.com/latchkeyhq/latchkey/internal/session"
@@ -140,15 +143,11 @@ func buildCommand(cmd *cobra.Command) {
 			if err != nil {
 				return err
 			}
-			secret, err := o.app.loadSecret(c.Context(), caddy.NewReplacer(), o.st)
-			if err != nil {
-				return err
-			}
 			var cfg session.Config
 			if lt, _ := c.Flags().GetDuration("lifetime"); lt > 0 {
 				cfg.Lifetime = lt
 			}
-			token, s, err := session.New(o.st, secret, cfg, nil, o.now).Start(c.Context(), u.ID, "cli", "", "", "caddy latchkey sessions create")
+			token, s, err := session.New(o.st, o.secret, cfg, nil, o.now).Start(c.Context(), u.ID, "cli", "", "", "caddy latchkey sessions create")
 			if err != nil {
 				return err
 			}
@@ -193,64 +192,81 @@ func buildCommand(cmd *cobra.Command) {
 	alist.Flags().Int("limit", 100, "At most this many records")
 	auditCmd.AddCommand(alist)
 
-	cmd.AddCommand(users, sessions, auditCmd)
+	cmd.AddCommand(users, sessions, auditCmd, invitesCommand())
+}
+
+// cliEnv is what a command knows from its config.
+type cliEnv struct {
+	app   *App
+	sites []site
 }
 
 // withOps opens the store named by --config/--adapter for one command and
 // closes it after.
 func withOps(fn func(c *cobra.Command, o ops, args []string) error) func(*cobra.Command, []string) error {
+	return withEnv(func(c *cobra.Command, o ops, _ cliEnv, args []string) error { return fn(c, o, args) })
+}
+
+func withEnv(fn func(c *cobra.Command, o ops, env cliEnv, args []string) error) func(*cobra.Command, []string) error {
 	return func(c *cobra.Command, args []string) error {
 		c.SilenceUsage = true
 		configFile, _ := c.Flags().GetString("config")
 		adapter, _ := c.Flags().GetString("adapter")
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		c.SetContext(ctx)
-		app, st, err := openConfiguredStore(ctx, configFile, adapter)
+		env, err := loadCLIEnv(configFile, adapter)
+		if err != nil {
+			return err
+		}
+		repl := caddy.NewReplacer()
+		driver, target, err := env.app.storageTarget(repl)
+		if err != nil {
+			return err
+		}
+		st, err := openStore(ctx, driver, target)
 		if err != nil {
 			return err
 		}
 		defer st.Close()
-		return fn(c, ops{st: st, now: time.Now, app: app}, args)
+		secret, err := env.app.loadSecret(ctx, repl, st)
+		if err != nil {
+			return err
+		}
+		o := ops{st: st, now: time.Now, app: env.app, secret: secret}
+		if m, err := env.app.newMailer(repl, st); err != nil {
+			return err
+		} else if m != nil {
+			o.mailer = m
+		}
+		return fn(c, o, env, args)
 	}
 }
 
-// openConfiguredStore opens the store that the latchkey app of a Caddy
-// config uses, without starting Caddy.
-func openConfiguredStore(ctx context.Context, configFile, adapter string) (*App, store.Store, error) {
-	app, err := appFromConfig(configFile, adapter)
-	if err != nil {
-		return nil, nil, err
-	}
-	driver, target, err := app.storageTarget(caddy.NewReplacer())
-	if err != nil {
-		return nil, nil, err
-	}
-	st, err := openStore(ctx, driver, target)
-	return app, st, err
-}
-
-func appFromConfig(configFile, adapter string) (*App, error) {
+func loadCLIEnv(configFile, adapter string) (cliEnv, error) {
 	cfgJSON, _, _, err := caddycmd.LoadConfig(configFile, adapter)
 	if err != nil {
-		return nil, err
+		return cliEnv{}, err
 	}
-	app := new(App)
+	env := cliEnv{app: new(App)}
 	if len(cfgJSON) == 0 {
-		return app, nil
+		return env, nil
 	}
 	var cfg struct {
 		Apps map[string]json.RawMessage `json:"apps"`
 	}
 	if err := json.Unmarshal(cfgJSON, &cfg); err != nil {
-		return nil, fmt.Errorf("reading config %s: %w", configFile, err)
+		return cliEnv{}, fmt.Errorf("reading config %s: %w", configFile, err)
 	}
 	if raw := cfg.Apps["latchkey"]; raw != nil {
-		if err := json.Unmarshal(raw, app); err != nil {
-			return nil, fmt.Errorf("reading latchkey app config from %s: %w", configFile, err)
+		if err := json.Unmarshal(raw, env.app); err != nil {
+			return cliEnv{}, fmt.Errorf("reading latchkey app config from %s: %w", configFile, err)
 		}
 	}
-	return app, nil
+	if env.sites, err = latchkeySites(cfgJSON); err != nil {
+		return cliEnv{}, err
+	}
+	return env, nil
 }
 
 func wantJSON(c *cobra.Command) bool {
@@ -335,4 +351,135 @@ func timeOrDash(t time.Time) string {
 		return "-"
 	}
 	return t.Local().Format("2006-01-02 15:04:05")
+}
+
+// isTerminal reports whether stdin is a person at a terminal; tests replace it.
+var isTerminal = func() bool { return term.IsTerminal(int(os.Stdin.Fd())) }
+
+func invitesCommand() *cobra.Command {
+	invites := &cobra.Command{Use: "invites", Short: "Creates, lists, sends and revokes invite codes"}
+	create := &cobra.Command{
+		Use:   "create [--email <address>] [--name <name>] [--phone <phone>] [--domain <host>] [--send | --no-send]",
+		Short: "Creates an invite and prints (or mails) its code",
+		Long: `
+Creates an invite for one person to one site. The code is shown once: only a
+keyed hash of it is stored. With no --email at a terminal, asks for one; with
+neither --send nor --no-send at a terminal, asks whether to mail it now.`,
+		Args: cobra.NoArgs,
+		RunE: withEnv(func(c *cobra.Command, o ops, env cliEnv, _ []string) error {
+			f := c.Flags()
+			var in newInvite
+			in.Email, _ = f.GetString("email")
+			in.Name, _ = f.GetString("name")
+			in.Phone, _ = f.GetString("phone")
+			in.Domain, _ = f.GetString("domain")
+			send, _ := f.GetBool("send")
+			noSend, _ := f.GetBool("no-send")
+			if send && noSend {
+				return fmt.Errorf("--send and --no-send cannot both be given")
+			}
+			interactive := isTerminal()
+			in2 := bufio.NewReader(c.InOrStdin())
+			if in.Email == "" {
+				if !interactive {
+					return fmt.Errorf("--email is required")
+				}
+				fmt.Fprint(c.OutOrStdout(), "Email address of the person to invite: ")
+				line, _ := in2.ReadString('\n')
+				in.Email = strings.TrimSpace(line)
+			}
+			switch {
+			case send:
+				in.Send = true
+			case !noSend && interactive && o.mailer != nil:
+				fmt.Fprintf(c.OutOrStdout(), "Send the invite to %s now? [y/N] ", strings.TrimSpace(in.Email))
+				line, _ := in2.ReadString('\n')
+				in.Send = strings.HasPrefix(strings.ToLower(strings.TrimSpace(line)), "y")
+			}
+			s, err := pickSite(env.sites, in.Domain)
+			if err != nil {
+				return err
+			}
+			out, err := o.createInvite(c.Context(), in, s, "cli")
+			if err != nil {
+				return err
+			}
+			if wantJSON(c) {
+				return writeJSON(c.OutOrStdout(), out)
+			}
+			w := c.OutOrStdout()
+			fmt.Fprintf(w, "Invite %d for %s on %s\n", out.ID, out.Email, out.Site)
+			fmt.Fprintf(w, "Code:  %s   (shown once)\n", out.Code)
+			fmt.Fprintf(w, "Login: %s\n", out.LoginURL)
+			switch {
+			case out.Sent != nil && *out.Sent:
+				fmt.Fprintf(w, "Mailed to %s.\n", out.Email)
+			case out.Sent != nil:
+				fmt.Fprintf(w, "Not mailed: %s\nThe invite is kept; resend it with: caddy latchkey invites send %d\n", out.SendError, out.ID)
+				return fmt.Errorf("invite %d created but not sent", out.ID)
+			}
+			return nil
+		}),
+	}
+	create.Flags().String("email", "", "Email address of the invitee")
+	create.Flags().String("name", "", "Full name")
+	create.Flags().String("phone", "", "Phone number")
+	create.Flags().String("domain", "", "Site (host name) the code works on; default: the config's only site with invites")
+	create.Flags().Bool("send", false, "Mail the code now")
+	create.Flags().Bool("no-send", false, "Do not mail the code; just print it")
+
+	list := &cobra.Command{
+		Use:   "list [--domain <host>]",
+		Short: "Lists invites, newest first",
+		Args:  cobra.NoArgs,
+		RunE: withOps(func(c *cobra.Command, o ops, _ []string) error {
+			domain, _ := c.Flags().GetString("domain")
+			invs, err := o.invites(c.Context(), domain)
+			if err != nil {
+				return err
+			}
+			if wantJSON(c) {
+				js := make([]inviteJSON, len(invs))
+				for i := range invs {
+					js[i] = toInviteJSON(&invs[i])
+				}
+				return writeJSON(c.OutOrStdout(), js)
+			}
+			tw := tabwriter.NewWriter(c.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tSITE\tEMAIL\tNAME\tCREATED\tFIRST USED\tUSES\tUSER\tSENT\tREVOKED")
+			for _, inv := range invs {
+				sent := timeOrDash(inv.SentAt)
+				if inv.SendError != "" {
+					sent = "failed: " + inv.SendError
+				}
+				user := "-"
+				if inv.UserID != 0 {
+					user = fmt.Sprint(inv.UserID)
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", inv.ID, inv.Site, inv.Email, dash(inv.Name),
+					timeOrDash(inv.CreatedAt), timeOrDash(inv.FirstUsedAt), inv.UseCount, user, sent, timeOrDash(inv.RevokedAt))
+			}
+			return tw.Flush()
+		}),
+	}
+	list.Flags().String("domain", "", "Only invites for this site")
+
+	revoke := &cobra.Command{
+		Use:   "revoke <id>",
+		Short: "Revokes an invite and ends the sessions it started",
+		Args:  cobra.ExactArgs(1),
+		RunE: withOps(func(c *cobra.Command, o ops, args []string) error {
+			inv, err := o.revokeInvite(c.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if wantJSON(c) {
+				return writeJSON(c.OutOrStdout(), toInviteJSON(inv))
+			}
+			fmt.Fprintf(c.OutOrStdout(), "revoked invite %d (%s)\n", inv.ID, inv.Email)
+			return nil
+		}),
+	}
+	invites.AddCommand(create, list, revoke)
+	return invites
 }

@@ -12,7 +12,9 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/latchkeyhq/latchkey/internal/gate"
+	"github.com/latchkeyhq/latchkey/internal/invite"
 	"github.com/latchkeyhq/latchkey/internal/session"
+	"github.com/latchkeyhq/latchkey/internal/throttle"
 )
 
 func init() {
@@ -33,6 +35,9 @@ type Handler struct {
 	LoginURL string `json:"login_url,omitempty"`
 	// Session cookie and lifetimes.
 	Session *SessionConfig `json:"session,omitempty"`
+	// Invite codes: present turns on the login page and the staff invite
+	// page.
+	Invite *InviteConfig `json:"invite,omitempty"`
 
 	gate *gate.Gate
 }
@@ -45,6 +50,62 @@ type SessionConfig struct {
 	Idle caddy.Duration `json:"idle,omitempty"`
 	// A session ends this long after it started, used or not. Default 30d.
 	Lifetime caddy.Duration `json:"lifetime,omitempty"`
+}
+
+// InviteConfig sets the invite codes a route accepts.
+type InviteConfig struct {
+	// Code length, 6 to 30. Default 9.
+	Length int `json:"length,omitempty"`
+	// An invite not used this long after creation is refused. Default 14d.
+	UsageWindow *caddy.Duration `json:"usage_window,omitempty"`
+	// After its first use the code logs its user in for this long; 0 makes
+	// it one-shot. Default 30d.
+	Expiry *caddy.Duration `json:"expiry,omitempty"`
+	// Failed code attempts allowed per client IP and window. Default 10 a
+	// minute; attempts 0 turns throttling off.
+	Throttle *ThrottleConfig `json:"throttle,omitempty"`
+}
+
+// ThrottleConfig is a failure limit per client IP.
+type ThrottleConfig struct {
+	Attempts int            `json:"attempts"`
+	Window   caddy.Duration `json:"window,omitempty"`
+}
+
+// Throttling defaults.
+const (
+	defaultThrottleAttempts = 10
+	defaultThrottleWindow   = time.Minute
+)
+
+// rules turns the config into invite rules, applying defaults.
+func (c *InviteConfig) rules() invite.Rules {
+	r := invite.DefaultRules()
+	if c.UsageWindow != nil {
+		r.UsageWindow = time.Duration(*c.UsageWindow)
+	}
+	if c.Expiry != nil {
+		r.Expiry = time.Duration(*c.Expiry)
+	}
+	return r
+}
+
+func (c *InviteConfig) length() int {
+	if c == nil || c.Length == 0 {
+		return invite.DefaultLength
+	}
+	return c.Length
+}
+
+func (c *InviteConfig) limiter() *throttle.Limiter {
+	attempts, window := defaultThrottleAttempts, defaultThrottleWindow
+	if c.Throttle != nil {
+		attempts = c.Throttle.Attempts
+		if c.Throttle.Window > 0 {
+			window = time.Duration(c.Throttle.Window)
+		}
+	}
+	return throttle.New(attempts, window)
 }
 
 // CaddyModule returns the Caddy module information.
@@ -70,20 +131,29 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Idle:     time.Duration(sc.Idle),
 		Lifetime: time.Duration(sc.Lifetime),
 	}, app.sessions, nil)
-	h.gate = gate.New(gate.Config{
-		UserHeader:    h.UserHeader,
-		SessionHeader: h.SessionHeader,
-		CookieName:    sc.Cookie,
-		Prefix:        h.Prefix,
-		LoginURL:      h.LoginURL,
-	}, gate.Deps{
+	deps := gate.Deps{
 		Sessions:    sessions,
 		Store:       app.store,
 		Audit:       app.audit,
 		Pages:       app.pages,
 		Logger:      ctx.Logger(),
 		ErrorStatus: errorStatus,
-	})
+	}
+	if h.Invite != nil {
+		deps.Invites = invite.NewService(app.store, app.secret, h.Invite.rules(), nil)
+		deps.Throttle = h.Invite.limiter()
+		if app.mailer != nil {
+			deps.Mailer = app.mailer
+		}
+	}
+	h.gate = gate.New(gate.Config{
+		UserHeader:    h.UserHeader,
+		SessionHeader: h.SessionHeader,
+		CookieName:    sc.Cookie,
+		Prefix:        h.Prefix,
+		LoginURL:      h.LoginURL,
+		InviteLength:  h.Invite.length(),
+	}, deps)
 	return nil
 }
 
@@ -96,6 +166,22 @@ func (h *Handler) Validate() error {
 	}
 	if h.Prefix != "" && (!strings.HasPrefix(h.Prefix, "/") || !strings.HasSuffix(h.Prefix, "/") || len(h.Prefix) < 3) {
 		return fmt.Errorf("prefix %q must start and end with '/' and name a directory, like /.latchkey/", h.Prefix)
+	}
+	if h.Invite != nil {
+		if h.Invite.Length != 0 {
+			if err := invite.CheckLength(h.Invite.Length); err != nil {
+				return err
+			}
+		}
+		if h.Invite.UsageWindow != nil && *h.Invite.UsageWindow <= 0 {
+			return errors.New("invite usage_window must be positive")
+		}
+		if h.Invite.Expiry != nil && *h.Invite.Expiry < 0 {
+			return errors.New("invite expiry must not be negative (0 makes codes one-shot)")
+		}
+		if t := h.Invite.Throttle; t != nil && (t.Attempts < 0 || t.Window < 0) {
+			return errors.New("invite throttle must not be negative")
+		}
 	}
 	if h.Session != nil {
 		if h.Session.Cookie != "" && !validCookieName(h.Session.Cookie) {

@@ -11,6 +11,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/latchkeyhq/latchkey/internal/gate"
+	"github.com/latchkeyhq/latchkey/internal/invite"
 	"github.com/latchkeyhq/latchkey/internal/session"
 	"github.com/latchkeyhq/latchkey/internal/store"
 )
@@ -24,6 +26,9 @@ type ops struct {
 	// cache, when the operations run inside Caddy, is told of revocations
 	// and deactivations so that they hold at once.
 	cache *session.Cache
+	// secret keys code hashes; mailer is nil without smtp.
+	secret []byte
+	mailer gate.Mailer
 }
 
 // userJSON is how a user looks in --json output and on the admin API.
@@ -281,4 +286,107 @@ func (o ops) revokeSession(ctx context.Context, id string) error {
 		return fmt.Errorf("session %q: %w", id, store.ErrNotFound)
 	}
 	return err
+}
+
+// inviteJSON is how an invite looks in --json output and on the admin API.
+// The code appears only in the answer to its creation.
+type inviteJSON struct {
+	ID          int64      `json:"id"`
+	Site        string     `json:"site"`
+	Email       string     `json:"email"`
+	Name        string     `json:"name,omitempty"`
+	Phone       string     `json:"phone,omitempty"`
+	CreatedAt   time.Time  `json:"created_at"`
+	CreatedBy   string     `json:"created_by,omitempty"`
+	UserID      int64      `json:"user_id,omitempty"`
+	FirstUsedAt *time.Time `json:"first_used_at,omitempty"`
+	LastUsedAt  *time.Time `json:"last_used_at,omitempty"`
+	UseCount    int64      `json:"use_count"`
+	RevokedAt   *time.Time `json:"revoked_at,omitempty"`
+	SentAt      *time.Time `json:"sent_at,omitempty"`
+	SendError   string     `json:"send_error,omitempty"`
+	Code        string     `json:"code,omitempty"`
+	LoginURL    string     `json:"login_url,omitempty"`
+	Sent        *bool      `json:"sent,omitempty"`
+}
+
+func toInviteJSON(inv *store.Invite) inviteJSON {
+	return inviteJSON{
+		ID: inv.ID, Site: inv.Site, Email: inv.Email, Name: inv.Name, Phone: inv.Phone,
+		CreatedAt: inv.CreatedAt, CreatedBy: inv.CreatedBy, UserID: inv.UserID,
+		FirstUsedAt: optTime(inv.FirstUsedAt), LastUsedAt: optTime(inv.LastUsedAt), UseCount: inv.UseCount,
+		RevokedAt: optTime(inv.RevokedAt), SentAt: optTime(inv.SentAt), SendError: inv.SendError,
+	}
+}
+
+// newInvite is the input for creating an invite.
+type newInvite struct {
+	Email    string `json:"email"`
+	Name     string `json:"name,omitempty"`
+	Phone    string `json:"phone,omitempty"`
+	Domain   string `json:"domain,omitempty"`
+	LoginURL string `json:"login_url,omitempty"`
+	Send     bool   `json:"send,omitempty"`
+}
+
+// createInvite makes an invite for s, and sends it when asked. A failed send
+// keeps the invite and is reported in the result, not as an error, so that
+// the code can still be handed over.
+func (o ops) createInvite(ctx context.Context, in newInvite, s site, by string) (inviteJSON, error) {
+	addr, err := mail.ParseAddress(strings.TrimSpace(in.Email))
+	if err != nil || addr.Name != "" {
+		return inviteJSON{}, inputErr("creating invite: %q is not an email address", in.Email)
+	}
+	if in.Send && o.mailer == nil {
+		return inviteJSON{}, inputErr("cannot send: no smtp server in the latchkey global option (use --no-send to print the code)")
+	}
+	svc := invite.NewService(o.st, o.secret, invite.DefaultRules(), o.now)
+	inv := &store.Invite{
+		Site: s.Host, Email: strings.ToLower(addr.Address), Name: strings.TrimSpace(in.Name),
+		Phone: strings.TrimSpace(in.Phone), CreatedBy: by,
+	}
+	code, err := svc.Create(ctx, inv, s.Handler.Invite.length())
+	if err != nil {
+		return inviteJSON{}, err
+	}
+	out := toInviteJSON(inv)
+	out.Code = code
+	out.LoginURL = in.LoginURL
+	if out.LoginURL == "" {
+		out.LoginURL = s.loginURL()
+	}
+	if in.Send {
+		sent := true
+		if err := o.mailer.SendInvite(ctx, inv, code, out.LoginURL); err != nil {
+			sent = false
+			out.SendError = err.Error()
+		}
+		out.Sent = &sent
+		if sent {
+			out.SentAt = optTime(o.now())
+		}
+	}
+	return out, nil
+}
+
+func (o ops) invites(ctx context.Context, domain string) ([]store.Invite, error) {
+	return o.st.Invites(ctx, store.InviteFilter{Site: invite.SiteOf(domain)})
+}
+
+func (o ops) revokeInvite(ctx context.Context, ref string) (*store.Invite, error) {
+	id, err := strconv.ParseInt(strings.TrimSpace(ref), 10, 64)
+	if err != nil {
+		return nil, inputErr("invite id %q is not a number", ref)
+	}
+	if err := o.st.RevokeInvite(ctx, id, o.now()); err != nil {
+		return nil, fmt.Errorf("revoking invite %d: %w", id, err)
+	}
+	// Its sessions were revoked with it; drop them from this process's cache.
+	if inv, err := o.st.Invite(ctx, id); err == nil {
+		if inv.UserID != 0 {
+			o.cache.ForgetUser(inv.UserID)
+		}
+		return inv, nil
+	}
+	return o.st.Invite(ctx, id)
 }

@@ -14,8 +14,10 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/latchkeyhq/latchkey/internal/invite"
 	"github.com/latchkeyhq/latchkey/internal/session"
 	"github.com/latchkeyhq/latchkey/internal/store"
+	"github.com/latchkeyhq/latchkey/internal/throttle"
 	"github.com/latchkeyhq/latchkey/internal/web"
 )
 
@@ -46,7 +48,10 @@ type Config struct {
 	Prefix string
 	// LoginURL, when set, is where a browser without a credential is sent
 	// (with next= the page it asked for) instead of getting a 401 page.
+	// When invites are on it defaults to the login page.
 	LoginURL string
+	// InviteLength is the length of codes made on the staff page.
+	InviteLength int
 }
 
 func (c Config) withDefaults() Config {
@@ -61,6 +66,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Prefix == "" {
 		c.Prefix = DefaultPrefix
+	}
+	if c.InviteLength == 0 {
+		c.InviteLength = invite.DefaultLength
 	}
 	return c
 }
@@ -94,6 +102,13 @@ type Deps struct {
 	Audit    Recorder
 	Pages    *web.Pages
 	Logger   *zap.Logger
+	// Invites, when set, turns on the login page and the staff invite page.
+	Invites *invite.Service
+	// Throttle limits failed code attempts per client IP.
+	Throttle *throttle.Limiter
+	// Mailer sends invite mails from the staff page; nil when no SMTP
+	// server is configured (the page then shows the code).
+	Mailer Mailer
 	// ErrorStatus maps an error returned by Next to the status the client
 	// got, for the audit trail. Nil means 500 for every error.
 	ErrorStatus func(error) int
@@ -106,6 +121,8 @@ type Gate struct {
 	d       Deps
 	strip   *HeaderStripper
 	logout  string
+	login   string
+	invite  string
 	csrf    *http.CrossOriginProtection
 	userKey string // canonical forms, set with direct map writes
 	sessKey string
@@ -123,12 +140,17 @@ func New(cfg Config, d Deps) *Gate {
 	if d.ErrorStatus == nil {
 		d.ErrorStatus = func(error) int { return http.StatusInternalServerError }
 	}
+	if d.Invites != nil && cfg.LoginURL == "" {
+		cfg.LoginURL = cfg.Prefix + "login"
+	}
 	names := []string{cfg.UserHeader, cfg.SessionHeader, DefaultUserHeader, DefaultSessionHeader}
 	return &Gate{
 		cfg:     cfg,
 		d:       d,
 		strip:   NewHeaderStripper(names, []string{"X-Latchkey-"}),
 		logout:  cfg.Prefix + "logout",
+		login:   cfg.Prefix + "login",
+		invite:  cfg.Prefix + "invite",
 		csrf:    http.NewCrossOriginProtection(),
 		userKey: http.CanonicalHeaderKey(cfg.UserHeader),
 		sessKey: http.CanonicalHeaderKey(cfg.SessionHeader),
@@ -261,6 +283,14 @@ func (g *Gate) servePage(w http.ResponseWriter, r *http.Request, env Env, start 
 	switch r.URL.Path {
 	case g.logout:
 		return g.serveLogout(w, r, env, start)
+	case g.login:
+		if g.d.Invites != nil {
+			return g.serveLogin(w, r, env, start)
+		}
+	case g.invite:
+		if g.d.Invites != nil {
+			return g.serveInvitePage(w, r, env, start)
+		}
 	}
 	http.NotFound(w, r)
 	return nil

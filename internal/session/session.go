@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/latchkeyhq/latchkey/internal/keys"
 	"github.com/latchkeyhq/latchkey/internal/store"
 )
 
@@ -79,21 +80,13 @@ func New(st store.Store, secret []byte, cfg Config, cache *Cache, now func() tim
 	if now == nil {
 		now = time.Now
 	}
-	m := &Manager{st: st, key: DeriveKey(secret, "session"), cfg: cfg.withDefaults(), now: now, cache: cache}
+	m := &Manager{st: st, key: keys.Derive(secret, "session"), cfg: cfg.withDefaults(), now: now, cache: cache}
 	m.hashes.New = func() any { return hmac.New(sha256.New, m.key) }
 	return m
 }
 
 // Config returns the effective configuration.
 func (m *Manager) Config() Config { return m.cfg }
-
-// DeriveKey gives each use of the gateway secret its own key, so a hash
-// computed for one kind of credential is never valid for another.
-func DeriveKey(secret []byte, purpose string) []byte {
-	mac := hmac.New(sha256.New, secret)
-	mac.Write([]byte("latchkey/" + purpose))
-	return mac.Sum(nil)
-}
 
 // Hash is the keyed hash under which a cookie value is stored.
 func (m *Manager) Hash(token string) []byte {
@@ -121,6 +114,21 @@ func (m *Manager) hash(token string, buf *[sha256.Size]byte) []byte {
 // Start creates a session for userID and returns the cookie value, which is
 // never stored. kind and credentialID name what started it.
 func (m *Manager) Start(ctx context.Context, userID int64, kind, credentialID, ip, userAgent string) (string, *store.Session, error) {
+	token, s, err := m.Prepare(kind, credentialID, ip, userAgent)
+	if err != nil {
+		return "", nil, err
+	}
+	s.UserID = userID
+	if err := m.st.CreateSession(ctx, s); err != nil {
+		return "", nil, fmt.Errorf("starting session for user %d: %w", userID, err)
+	}
+	return token, s, nil
+}
+
+// Prepare makes a session without storing it, for a credential whose use
+// and session must be written in one transaction; the caller sets UserID
+// (or lets the store do it) and may shorten ExpiresAt.
+func (m *Manager) Prepare(kind, credentialID, ip, userAgent string) (string, *store.Session, error) {
 	var raw [32]byte
 	var id [16]byte
 	if _, err := rand.Read(raw[:]); err != nil {
@@ -131,9 +139,8 @@ func (m *Manager) Start(ctx context.Context, userID int64, kind, credentialID, i
 	}
 	token := base64.RawURLEncoding.EncodeToString(raw[:])
 	now := m.now()
-	s := &store.Session{
+	return token, &store.Session{
 		ID:           hex.EncodeToString(id[:]),
-		UserID:       userID,
 		TokenHash:    m.Hash(token),
 		CreatedAt:    now,
 		LastSeenAt:   now,
@@ -142,11 +149,7 @@ func (m *Manager) Start(ctx context.Context, userID int64, kind, credentialID, i
 		UserAgent:    userAgent,
 		Kind:         kind,
 		CredentialID: credentialID,
-	}
-	if err := m.st.CreateSession(ctx, s); err != nil {
-		return "", nil, fmt.Errorf("starting session for user %d: %w", userID, err)
-	}
-	return token, s, nil
+	}, nil
 }
 
 // Check returns the session a cookie value names. When the session cannot be

@@ -117,6 +117,60 @@ type SessionFilter struct {
 	Limit      int
 }
 
+// Invite lets one person into one site. Only the keyed hash of its code is
+// kept: the plain code is shown once, when the invite is created.
+type Invite struct {
+	ID        int64
+	Site      string // host name the code works on
+	Email     string // stored trimmed and lower-cased, as for users
+	Name      string
+	Phone     string
+	CodeHash  []byte
+	CreatedAt time.Time
+	CreatedBy string // "cli", "admin-api", "user:<id>"
+	// Set by the first use, which registers the user.
+	UserID      int64
+	FirstUsedAt time.Time
+	LastUsedAt  time.Time
+	UseCount    int64
+	RevokedAt   time.Time
+	// Delivery: SentAt is the last successful send; SendError the last
+	// failure ("" after a success).
+	SentAt    time.Time
+	SendError string
+}
+
+// InviteFilter selects invites; zero fields do not filter.
+type InviteFilter struct {
+	Site  string
+	Limit int // 0: no limit
+}
+
+// Redemption is one accepted use of an invite code. The store writes the use,
+// the user (on first use), the login, the session and the audit record in one
+// transaction, deciding the use with one conditional UPDATE so that
+// concurrent uses cannot both pass a rule.
+type Redemption struct {
+	InviteID int64
+	At       time.Time
+	IP       string // recorded as the user's login IP
+	// First: the registering use. It succeeds only while the invite is
+	// unused, unrevoked and CreatedAt > CreatedAfter (the usage window).
+	// It creates NewUser (site, email, name, phone of the invite) unless a
+	// user with that site and email exists, in which case that user is
+	// linked; either way the invite's UserID is set.
+	First        bool
+	NewUser      *User
+	CreatedAfter time.Time
+	// Later uses succeed only while the invite is unrevoked, already
+	// registered and FirstUsedAt > FirstUsedAfter (the expiry).
+	FirstUsedAfter time.Time
+	// Session and Audit are written in the same transaction; the store fills
+	// in Session.UserID, Audit.UserID and Audit.SessionID.
+	Session *Session
+	Audit   *AuditEvent
+}
+
 // Store is everything latchkey persists. Implementations must be safe for
 // concurrent use.
 type Store interface {
@@ -163,6 +217,24 @@ type Store interface {
 	// Audit lists newest first; a zero Limit means 100, so that a careless
 	// call cannot read the whole log.
 	Audit(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
+
+	// CreateInvite writes back ID and, if zero, CreatedAt. A code hash that
+	// is already taken is ErrConflict (the caller makes a new code).
+	CreateInvite(ctx context.Context, inv *Invite) error
+	Invite(ctx context.Context, id int64) (*Invite, error)
+	InviteByCodeHash(ctx context.Context, hash []byte) (*Invite, error)
+	// Invites lists newest first.
+	Invites(ctx context.Context, f InviteFilter) ([]Invite, error)
+	// RevokeInvite also revokes every session the invite started (Kind
+	// "invite", CredentialID the invite's id), in the same transaction.
+	RevokeInvite(ctx context.Context, id int64, at time.Time) error
+	// SetInviteSent records a delivery attempt: sendErr "" for success.
+	SetInviteSent(ctx context.Context, id int64, at time.Time, sendErr string) error
+	// RedeemInvite applies r atomically and returns the user logged in. If
+	// the conditional update matches nothing (used, revoked, out of its
+	// window, or a concurrent use won) it returns ErrConflict and writes
+	// nothing; the caller re-reads the invite to tell why.
+	RedeemInvite(ctx context.Context, r *Redemption) (*User, error)
 
 	// SchemaVersion is the version of the newest migration applied.
 	SchemaVersion(ctx context.Context) (int, error)

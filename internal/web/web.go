@@ -27,6 +27,8 @@ type Pages struct {
 const (
 	PageRefused = "refused.html"
 	PageLogout  = "logout.html"
+	PageLogin   = "login.html"
+	PageInvite  = "invite.html"
 )
 
 // New parses the embedded templates and, for each file of the same name in

@@ -1,0 +1,88 @@
+// Package throttle limits failed attempts per key (a client IP, an email
+// address), so that guessing a short code costs an attacker time.
+package throttle
+
+import (
+	"sync"
+	"time"
+)
+
+// maxKeys bounds memory: past it, windows that are over are swept, and if
+// none are, the oldest half of the table is dropped. An attacker with that
+// many addresses is beyond what a per-IP limit can stop anyway.
+const maxKeys = 100_000
+
+// Limiter allows Limit failures per Window for each key. Only failures count:
+// a person who types their code right is never slowed down. It is in memory,
+// so each Caddy instance counts on its own.
+type Limiter struct {
+	limit  int
+	window time.Duration
+
+	mu   sync.Mutex
+	keys map[string]*bucket
+}
+
+type bucket struct {
+	start    time.Time
+	failures int
+}
+
+// New returns a limiter; a limit of 0 or less disables it.
+func New(limit int, window time.Duration) *Limiter {
+	return &Limiter{limit: limit, window: window, keys: make(map[string]*bucket)}
+}
+
+// Allow reports whether key may make another attempt at now, and if not,
+// how long until it may.
+func (l *Limiter) Allow(key string, now time.Time) (bool, time.Duration) {
+	if l == nil || l.limit <= 0 {
+		return true, 0
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.keys[key]
+	if b == nil || !now.Before(b.start.Add(l.window)) {
+		return true, 0
+	}
+	if b.failures < l.limit {
+		return true, 0
+	}
+	return false, b.start.Add(l.window).Sub(now)
+}
+
+// Fail counts a failed attempt by key at now.
+func (l *Limiter) Fail(key string, now time.Time) {
+	if l == nil || l.limit <= 0 {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.keys[key]
+	if b == nil || !now.Before(b.start.Add(l.window)) {
+		if b == nil && len(l.keys) >= maxKeys {
+			l.sweep(now)
+		}
+		l.keys[key] = &bucket{start: now, failures: 1}
+		return
+	}
+	b.failures++
+}
+
+func (l *Limiter) sweep(now time.Time) {
+	for k, b := range l.keys {
+		if !now.Before(b.start.Add(l.window)) {
+			delete(l.keys, k)
+		}
+	}
+	if len(l.keys) < maxKeys {
+		return
+	}
+	n := 0
+	for k := range l.keys {
+		delete(l.keys, k)
+		if n++; n >= maxKeys/2 {
+			break
+		}
+	}
+}
