@@ -70,15 +70,13 @@ type UAParser struct {
 }
 
 // NewUAParser returns a parser caching at most capacity distinct headers
-// (DefaultUACacheSize if capacity <= 0; at least 2).
+// (DefaultUACacheSize if capacity <= 0; a capacity of 1 acts as 2).
 func NewUAParser(capacity int) *UAParser {
 	if capacity <= 0 {
 		capacity = DefaultUACacheSize
 	}
-	gen := capacity / 2
-	if gen < 1 {
-		gen = 1
-	}
+	// Two generations of half the capacity each.
+	gen := max(capacity/2, 1)
 	return &UAParser{
 		genSize: gen,
 		cur:     make(map[string]UA, gen),
