@@ -11,6 +11,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/latchkeyhq/latchkey/internal/invite"
 	"github.com/latchkeyhq/latchkey/internal/store"
 )
 
@@ -27,6 +28,10 @@ func init() {
 //	POST /latchkey/users/<email|id>/deactivate
 //	GET  /latchkey/sessions?user=&all=true    list sessions
 //	POST /latchkey/sessions/<id>/revoke
+//	GET  /latchkey/invites?domain=
+//	POST /latchkey/invites                    {"email","name","phone","domain","login_url","send"}
+//	POST /latchkey/invites/<id>/revoke
+//	POST /latchkey/invites/<id>/send          new code, mailed
 //	GET  /latchkey/audit?since=&user=&kind=&outcome=&limit=
 type adminAPI struct {
 	ctx caddy.Context
@@ -59,7 +64,11 @@ func (a *adminAPI) ops() (ops, error) {
 		return ops{}, caddy.APIError{HTTPStatus: http.StatusNotFound, Err: errors.New("latchkey is not in the running config")}
 	}
 	app := appIface.(*App)
-	return ops{st: app.store, now: time.Now, app: app, cache: app.sessions}, nil
+	o := ops{st: app.store, now: time.Now, app: app, cache: app.sessions, secret: app.secret}
+	if app.mailer != nil {
+		o.mailer = app.mailer
+	}
+	return o, nil
 }
 
 func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
@@ -113,6 +122,36 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 			return apiErr(err)
 		}
 		return reply(w, http.StatusOK, map[string]string{"revoked": parts[1]})
+	case route(parts, r, http.MethodGet, "invites"):
+		invs, err := o.invites(ctx, q.Get("domain"))
+		if err != nil {
+			return apiErr(err)
+		}
+		out := make([]inviteJSON, len(invs))
+		for i := range invs {
+			out[i] = toInviteJSON(&invs[i])
+		}
+		return reply(w, http.StatusOK, out)
+	case route(parts, r, http.MethodPost, "invites"):
+		var in newInvite
+		if err := decode(r, &in); err != nil {
+			return err
+		}
+		if in.Domain == "" {
+			return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: errors.New("domain (the site the code works on) is required")}
+		}
+		s := site{Host: invite.SiteOf(in.Domain), BaseURL: "https://" + in.Domain}
+		out, err := o.createInvite(ctx, in, s, "admin-api")
+		if err != nil {
+			return apiErr(err)
+		}
+		return reply(w, http.StatusCreated, out)
+	case route(parts, r, http.MethodPost, "invites", "*", "revoke"):
+		inv, err := o.revokeInvite(ctx, parts[1])
+		if err != nil {
+			return apiErr(err)
+		}
+		return reply(w, http.StatusOK, toInviteJSON(inv))
 	case route(parts, r, http.MethodGet, "audit"):
 		aq := auditQuery{Since: q.Get("since"), User: q.Get("user"), Kind: q.Get("kind"), Outcome: q.Get("outcome")}
 		if l := q.Get("limit"); l != "" {

@@ -55,6 +55,8 @@ type App struct {
 	Templates string `json:"templates,omitempty"`
 	// Batching of audit records.
 	Audit *AuditConfig `json:"audit,omitempty"`
+	// The mail server invites are sent through; none by default.
+	SMTP *SMTPConfig `json:"smtp,omitempty"`
 
 	store    store.Store
 	sessions *session.Cache // shared by every handler, so a logout holds everywhere
@@ -115,6 +117,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.store = val.(pooledStore).Store
 	a.sessions = session.NewCache(0)
 	if a.secret, err = a.loadSecret(ctx, repl, a.store); err != nil {
+		return err
+	}
+	if a.mailer, err = a.newMailer(repl, a.store); err != nil {
 		return err
 	}
 	if a.pages, err = web.New(repl.ReplaceKnown(a.Templates, "")); err != nil {

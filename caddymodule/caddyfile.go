@@ -95,6 +95,12 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 					return nil, d.Errf("unknown audit subdirective %q", d.Val())
 				}
 			}
+		case "smtp":
+			smtp, err := parseSMTP(d)
+			if err != nil {
+				return nil, err
+			}
+			app.SMTP = smtp
 		default:
 			return nil, d.Errf("unknown latchkey subdirective %q", d.Val())
 		}
@@ -185,6 +191,65 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return d.Err(err.Error())
 	}
 	return nil
+}
+
+// parseSMTP reads
+//
+//	smtp <host:port> {
+//		username <name>
+//		password <secret>
+//		from <address>
+//		tls starttls|tls|opportunistic|none
+//		insecure_skip_verify
+//		timeout <duration>
+//		templates <dir>
+//	}
+func parseSMTP(d *caddyfile.Dispenser) (*SMTPConfig, error) {
+	c := new(SMTPConfig)
+	if !d.NextArg() {
+		return nil, d.Err("smtp needs the server's host:port")
+	}
+	c.Addr = d.Val()
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "username":
+			err = oneArg(d, &c.Username)
+		case "password":
+			err = oneArg(d, &c.Password)
+		case "from":
+			err = oneArg(d, &c.From)
+		case "tls":
+			if err = oneArg(d, &c.TLS); err == nil {
+				switch c.TLS {
+				case "starttls", "tls", "opportunistic", "none":
+				default:
+					err = d.Errf("tls: %q is not starttls, tls, opportunistic or none", c.TLS)
+				}
+			}
+		case "insecure_skip_verify":
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			c.InsecureSkipVerify = true
+		case "timeout":
+			err = duration(d, &c.Timeout)
+		case "templates":
+			err = oneArg(d, &c.Templates)
+		default:
+			err = d.Errf("unknown smtp subdirective %q", d.Val())
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if c.From == "" {
+		return nil, d.Err("smtp needs a from address: from noreply@example.com")
+	}
+	return c, nil
 }
 
 // parseInvite reads

@@ -90,6 +90,13 @@ func (c *InviteConfig) rules() invite.Rules {
 	return r
 }
 
+func (c *InviteConfig) rulesOrDefault() invite.Rules {
+	if c == nil {
+		return invite.DefaultRules()
+	}
+	return c.rules()
+}
+
 func (c *InviteConfig) length() int {
 	if c == nil || c.Length == 0 {
 		return invite.DefaultLength

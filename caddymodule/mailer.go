@@ -2,20 +2,79 @@ package caddymodule
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/latchkeyhq/latchkey/internal/mail"
 	"github.com/latchkeyhq/latchkey/internal/store"
 )
 
-// inviteMailer sends invite mails and records each delivery on the invite.
-type inviteMailer struct{}
+// SMTPConfig is the mail server invites are sent through.
+type SMTPConfig struct {
+	// host:port of the server.
+	Addr string `json:"addr"`
+	// SMTP AUTH; placeholders such as {env.SMTP_PASSWORD} are expanded.
+	Username string `json:"username,omitempty"`
+	Password string `json:"password,omitempty"`
+	// Sender address, e.g. "Example <noreply@example.com>".
+	From string `json:"from"`
+	// starttls (default), tls, opportunistic or none.
+	TLS                string         `json:"tls,omitempty"`
+	InsecureSkipVerify bool           `json:"insecure_skip_verify,omitempty"`
+	Timeout            caddy.Duration `json:"timeout,omitempty"`
+	// A directory whose files replace the embedded mail templates.
+	Templates string `json:"templates,omitempty"`
+}
 
-func (m *inviteMailer) SendInvite(ctx context.Context, inv *store.Invite, code, loginURL string) error {
-	return nil
+// inviteMailer sends invite mails and records each delivery on the invite.
+type inviteMailer struct {
+	sender *mail.Sender
+	st     store.Store
 }
 
 // newMailer returns nil when no smtp server is configured.
 func (a *App) newMailer(repl *caddy.Replacer, st store.Store) (*inviteMailer, error) {
-	return nil, nil
+	if a.SMTP == nil {
+		return nil, nil
+	}
+	c := a.SMTP
+	s, err := mail.New(mail.Config{
+		Addr:               repl.ReplaceKnown(c.Addr, ""),
+		Username:           repl.ReplaceKnown(c.Username, ""),
+		Password:           repl.ReplaceKnown(c.Password, ""),
+		From:               repl.ReplaceKnown(c.From, ""),
+		TLS:                c.TLS,
+		InsecureSkipVerify: c.InsecureSkipVerify,
+		Timeout:            time.Duration(c.Timeout),
+		TemplatesDir:       repl.ReplaceKnown(c.Templates, ""),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("latchkey smtp: %w", err)
+	}
+	return &inviteMailer{sender: s, st: st}, nil
+}
+
+// SendInvite mails the code and records the outcome on the invite, so that
+// `invites list` shows which invites still need sending.
+func (m *inviteMailer) SendInvite(ctx context.Context, inv *store.Invite, code, loginURL string, window time.Duration) error {
+	sendErr := m.sender.SendInvite(ctx, mail.Invite{
+		To: inv.Email, Name: inv.Name, Code: code, LoginURL: loginURL, Site: inv.Site, UsageWindow: window,
+	})
+	msg := ""
+	if sendErr != nil {
+		msg = sendErr.Error()
+	}
+	now := time.Now()
+	if err := m.st.SetInviteSent(ctx, inv.ID, now, msg); err != nil {
+		return errors.Join(sendErr, fmt.Errorf("recording delivery of invite %d: %w", inv.ID, err))
+	}
+	if sendErr == nil {
+		inv.SentAt, inv.SendError = now, ""
+	} else {
+		inv.SendError = msg
+	}
+	return sendErr
 }

@@ -357,7 +357,7 @@ func (o ops) createInvite(ctx context.Context, in newInvite, s site, by string) 
 	}
 	if in.Send {
 		sent := true
-		if err := o.mailer.SendInvite(ctx, inv, code, out.LoginURL); err != nil {
+		if err := o.mailer.SendInvite(ctx, inv, code, out.LoginURL, s.Handler.Invite.rulesOrDefault().UsageWindow); err != nil {
 			sent = false
 			out.SendError = err.Error()
 		}

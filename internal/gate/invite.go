@@ -23,7 +23,7 @@ const maxFormBytes = 64 << 10
 
 // Mailer sends an invite; inviteID lets it record the delivery.
 type Mailer interface {
-	SendInvite(ctx context.Context, inv *store.Invite, code, loginURL string) error
+	SendInvite(ctx context.Context, inv *store.Invite, code, loginURL string, usageWindow time.Duration) error
 }
 
 type loginPage struct {
@@ -190,7 +190,7 @@ func (g *Gate) serveInvitePage(w http.ResponseWriter, r *http.Request, env Env, 
 		page.Message = "Invite created for " + inv.Email + ". No mail server is configured, so give them this code yourself."
 		page.Code, page.LoginURL = code, loginURL
 	default:
-		if err := g.d.Mailer.SendInvite(r.Context(), inv, code, loginURL); err != nil {
+		if err := g.d.Mailer.SendInvite(r.Context(), inv, code, loginURL, g.d.Invites.Rules().UsageWindow); err != nil {
 			g.d.Logger.Warn("sending invite", zap.Int64("invite", inv.ID), zap.Error(err))
 			page.Message = "Invite created for " + inv.Email + " but the mail was not sent (" + err.Error() + "). Give them this code, or resend it later."
 			page.Failed, page.Code, page.LoginURL = true, code, loginURL
