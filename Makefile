@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin/caddy
 PKGS    := ./...
 
-.PHONY: build run test vet fmt-check bench load clean
+.PHONY: build run test deps vet fmt-check bench load clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/caddy
@@ -15,13 +15,20 @@ run: build
 	./$(BIN) run --config Caddyfile.example --adapter caddyfile
 
 fmt-check:
-	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	@out=$$(gofmt -l .); \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
 vet:
 	$(GO) vet $(PKGS)
 
-test: fmt-check vet
+# The browser tests drive Debian's Chromium; install it when it is missing.
+deps:
+	@command -v chromium >/dev/null 2>&1 || command -v "$$CHROMIUM" >/dev/null 2>&1 || { \
+		echo "installing chromium for the browser tests"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+test: deps fmt-check vet
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
 bench:

@@ -158,15 +158,23 @@ type Redemption struct {
 	// unused, unrevoked and CreatedAt > CreatedAfter (the usage window).
 	// It creates NewUser (site, email, name, phone of the invite) unless a
 	// user with that site and email exists, in which case that user is
-	// linked; either way the invite's UserID is set.
+	// linked; either way the invite's UserID is set. A created user takes
+	// site and e-mail address from the invite and is active; NewUser gives
+	// the rest (name, phone, roles, and CreatedAt, At if zero), and a nil
+	// NewUser takes name and phone from the invite. A zero CreatedAfter
+	// sets no window.
 	First        bool
 	NewUser      *User
 	CreatedAfter time.Time
 	// Later uses succeed only while the invite is unrevoked, already
-	// registered and FirstUsedAt > FirstUsedAfter (the expiry).
+	// registered and FirstUsedAt > FirstUsedAfter (the expiry); a zero
+	// FirstUsedAfter sets no expiry.
 	FirstUsedAfter time.Time
 	// Session and Audit are written in the same transaction; the store fills
-	// in Session.UserID, Audit.UserID and Audit.SessionID.
+	// in Session.UserID, Audit.UserID and Audit.SessionID (the latter only
+	// with a Session), and writes both back, with the defaults
+	// CreateSession fills in, only if the transaction commits. A zero
+	// Audit.Time is stored as At.
 	Session *Session
 	Audit   *AuditEvent
 }
@@ -218,22 +226,32 @@ type Store interface {
 	// call cannot read the whole log.
 	Audit(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
 
-	// CreateInvite writes back ID and, if zero, CreatedAt. A code hash that
-	// is already taken is ErrConflict (the caller makes a new code).
+	// CreateInvite writes back ID, Email as stored and, if zero, CreatedAt.
+	// A code hash that is already taken is ErrConflict (the caller makes a
+	// new code); an empty e-mail address or code hash is an error.
 	CreateInvite(ctx context.Context, inv *Invite) error
 	Invite(ctx context.Context, id int64) (*Invite, error)
 	InviteByCodeHash(ctx context.Context, hash []byte) (*Invite, error)
-	// Invites lists newest first.
+	// Invite and InviteByCodeHash return ErrNotFound for a missing invite.
+	// Invites lists newest first; the site matches exactly.
 	Invites(ctx context.Context, f InviteFilter) ([]Invite, error)
 	// RevokeInvite also revokes every session the invite started (Kind
-	// "invite", CredentialID the invite's id), in the same transaction.
+	// "invite", CredentialID the invite's id in decimal), in the same
+	// transaction. Like RevokeSession it keeps the invite's first
+	// revocation time, and a session already revoked keeps its own. A
+	// missing invite is ErrNotFound.
 	RevokeInvite(ctx context.Context, id int64, at time.Time) error
-	// SetInviteSent records a delivery attempt: sendErr "" for success.
+	// SetInviteSent records a delivery attempt: sendErr "" for success,
+	// which sets SentAt and clears SendError; a failure sets only
+	// SendError. A missing invite is ErrNotFound.
 	SetInviteSent(ctx context.Context, id int64, at time.Time, sendErr string) error
 	// RedeemInvite applies r atomically and returns the user logged in. If
 	// the conditional update matches nothing (used, revoked, out of its
 	// window, or a concurrent use won) it returns ErrConflict and writes
-	// nothing; the caller re-reads the invite to tell why.
+	// nothing; the caller re-reads the invite to tell why. Only that update
+	// reports ErrConflict: any other failure, a session ID or token hash
+	// already taken included, is an error that is not ErrConflict, and also
+	// writes nothing. A missing invite matches nothing, so it is ErrConflict.
 	RedeemInvite(ctx context.Context, r *Redemption) (*User, error)
 
 	// SchemaVersion is the version of the newest migration applied.

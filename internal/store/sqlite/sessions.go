@@ -41,6 +41,11 @@ func scanSession(row interface{ Scan(...any) error }, s *store.Session, extra ..
 // LastSeenAt from CreatedAt, and writes them back into s. ExpiresAt is
 // required: a session without an end would never be cleaned up.
 func (s *Store) CreateSession(ctx context.Context, sess *store.Session) error {
+	return insertSession(ctx, s.w, sess)
+}
+
+// insertSession is CreateSession on ex, the writer or a transaction on it.
+func insertSession(ctx context.Context, ex execer, sess *store.Session) error {
 	id := sess.ID
 	if id == "" {
 		var b [16]byte
@@ -64,7 +69,7 @@ func (s *Store) CreateSession(ctx context.Context, sess *store.Session) error {
 	case sess.ExpiresAt.IsZero():
 		return fail(errors.New("no expiry"))
 	}
-	_, err := s.w.ExecContext(ctx, `INSERT INTO sessions
+	_, err := ex.ExecContext(ctx, `INSERT INTO sessions
 		(id, token_hash, user_id, created_at, last_seen_at, expires_at, revoked_at, ip, user_agent, kind, credential_id)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		id, sess.TokenHash, sess.UserID, created.UnixNano(), seen.UnixNano(), sess.ExpiresAt.UnixNano(),

@@ -281,6 +281,17 @@ func isForeignKeyViolation(err error) bool {
 	return sqliteCode(err) == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY
 }
 
+// execer is the writer or a transaction on it, for statements that run
+// both on their own and as part of a larger transaction.
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+var (
+	_ execer = (*sql.DB)(nil)
+	_ execer = (*sql.Tx)(nil)
+)
+
 // inTx runs f in a write transaction on the single writer. f must use tx,
 // never s.w: the writer has one connection, which tx holds.
 func (s *Store) inTx(ctx context.Context, f func(tx *sql.Tx) error) error {

@@ -90,7 +90,7 @@ func TestMigrateFromEmpty(t *testing.T) {
 		t.Errorf("applied %v, want %v", applied, want)
 	}
 	got := tables(t, db)
-	for _, name := range []string{"audit", "meta", "schema_migrations", "sessions", "user_roles", "users"} {
+	for _, name := range []string{"audit", "invites", "meta", "schema_migrations", "sessions", "user_roles", "users"} {
 		if !slices.Contains(got, name) {
 			t.Errorf("table %s missing; have %v", name, got)
 		}
@@ -160,6 +160,61 @@ func TestMigrateSteps(t *testing.T) {
 	var newest int
 	if err := db.QueryRow(`SELECT max(version) FROM schema_migrations`).Scan(&newest); err != nil || newest != 2 {
 		t.Errorf("after a failed migration, newest version %d, %v; want 2", newest, err)
+	}
+}
+
+// TestUpgradeFromV1 opens a file made by the first release, with a user in
+// it, and checks that Open brings it up to date without losing the user.
+func TestUpgradeFromV1(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "latchkey.db")
+	db := rawDB(t, path)
+	if applied, err := migrate(ctx, db, migrations[:1]); err != nil || !slices.Equal(applied, []int{1}) {
+		t.Fatalf("migrate to v1: applied %v, %v", applied, err)
+	}
+	if _, err := db.Exec(`INSERT INTO users (email, created_at) VALUES ('a@example.org', 1)`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer s.Close()
+	if v, err := s.SchemaVersion(ctx); err != nil || v != SchemaVersion {
+		t.Errorf("SchemaVersion = %d, %v; want %d", v, err, SchemaVersion)
+	}
+	u, err := s.UserByEmail(ctx, "", "a@example.org")
+	if err != nil {
+		t.Fatalf("UserByEmail after upgrade: %v", err)
+	}
+	inv := &store.Invite{Site: "x.example", Email: "a@example.org", CodeHash: []byte{1}, UserID: u.ID}
+	if err := s.CreateInvite(ctx, inv); err != nil {
+		t.Errorf("CreateInvite after upgrade: %v", err)
+	}
+}
+
+// TestInviteZeroTimesAreNull checks that an invite's unset times are NULL,
+// as for the other tables, and that its user is a foreign key.
+func TestInviteZeroTimesAreNull(t *testing.T) {
+	ctx := t.Context()
+	s := openTemp(t)
+	inv := &store.Invite{Site: "x.example", Email: "a@example.org", CodeHash: []byte{1}}
+	if err := s.CreateInvite(ctx, inv); err != nil {
+		t.Fatal(err)
+	}
+	var nulls int
+	if err := s.r.QueryRow(`SELECT (user_id IS NULL) + (first_used_at IS NULL) + (last_used_at IS NULL) + (revoked_at IS NULL) + (sent_at IS NULL)
+		FROM invites WHERE id = ?`, inv.ID).Scan(&nulls); err != nil {
+		t.Fatal(err)
+	}
+	if nulls != 5 {
+		t.Errorf("%d of 5 unset columns are NULL", nulls)
+	}
+	err := s.CreateInvite(ctx, &store.Invite{Site: "x.example", Email: "b@example.org", CodeHash: []byte{2}, UserID: 99})
+	if !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("CreateInvite for a missing user: %v, want ErrNotFound", err)
 	}
 }
 

@@ -44,7 +44,26 @@ func scanUser(row interface{ Scan(...any) error }, u *store.User) error {
 // CreateUser stores the e-mail address trimmed and lower-cased, and writes
 // that form back into u along with the new ID and CreatedAt.
 func (s *Store) CreateUser(ctx context.Context, u *store.User) error {
+	var nu store.User
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		nu = *u
+		return insertUser(ctx, tx, &nu)
+	})
+	if err != nil {
+		return err
+	}
+	u.ID, u.Email, u.CreatedAt = nu.ID, nu.Email, nu.CreatedAt
+	return nil
+}
+
+// insertUser is CreateUser inside a transaction: it inserts u and its roles
+// and writes back ID, the stored Email and CreatedAt (now if zero). Errors
+// name the user; a taken site and address is store.ErrConflict.
+func insertUser(ctx context.Context, tx *sql.Tx, u *store.User) error {
 	email := normEmail(u.Email)
+	fail := func(err error) error {
+		return fmt.Errorf("creating user %q on site %q: %w", email, u.Site, err)
+	}
 	if email == "" {
 		return fmt.Errorf("creating user %q on site %q: empty e-mail address", u.Email, u.Site)
 	}
@@ -52,31 +71,25 @@ func (s *Store) CreateUser(ctx context.Context, u *store.User) error {
 	if created.IsZero() {
 		created = time.Now()
 	}
-	var id int64
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO users
-			(site, email, name, phone, active, created_at, current_login_at, current_login_ip, last_login_at, last_login_ip, login_count)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			u.Site, email, u.Name, u.Phone, u.Active, created.UnixNano(),
-			nanos(u.CurrentLoginAt), u.CurrentLoginIP, nanos(u.LastLoginAt), u.LastLoginIP, u.LoginCount)
-		if err != nil {
-			return err
-		}
-		if id, err = res.LastInsertId(); err != nil {
-			return err
-		}
-		for _, role := range u.Roles {
-			if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO user_roles (user_id, role) VALUES (?, ?)`, id, role); err != nil {
-				return fmt.Errorf("adding role %q: %w", role, err)
-			}
-		}
-		return nil
-	})
+	res, err := tx.ExecContext(ctx, `INSERT INTO users
+		(site, email, name, phone, active, created_at, current_login_at, current_login_ip, last_login_at, last_login_ip, login_count)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		u.Site, email, u.Name, u.Phone, u.Active, created.UnixNano(),
+		nanos(u.CurrentLoginAt), u.CurrentLoginIP, nanos(u.LastLoginAt), u.LastLoginIP, u.LoginCount)
 	if isUniqueViolation(err) {
-		return fmt.Errorf("creating user %q on site %q: %w", email, u.Site, store.ErrConflict)
+		return fail(store.ErrConflict)
 	}
 	if err != nil {
-		return fmt.Errorf("creating user %q on site %q: %w", email, u.Site, err)
+		return fail(err)
+	}
+	id, err := res.LastInsertId()
+	if err != nil {
+		return fail(err)
+	}
+	for _, role := range u.Roles {
+		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO user_roles (user_id, role) VALUES (?, ?)`, id, role); err != nil {
+			return fail(fmt.Errorf("adding role %q: %w", role, err))
+		}
 	}
 	u.ID, u.Email, u.CreatedAt = id, email, created
 	return nil
@@ -137,10 +150,16 @@ func (s *Store) SetUserActive(ctx context.Context, id int64, active bool) error 
 // RecordLogin shifts the logins in one statement, so that two logins racing
 // cannot both read the same "current" and lose one of them.
 func (s *Store) RecordLogin(ctx context.Context, id int64, at time.Time, ip string) error {
+	return recordLogin(ctx, s.w, id, at, ip)
+}
+
+// recordLogin is RecordLogin on ex, the writer or a transaction on it; a
+// zero at means now.
+func recordLogin(ctx context.Context, ex execer, id int64, at time.Time, ip string) error {
 	if at.IsZero() {
 		at = time.Now()
 	}
-	res, err := s.w.ExecContext(ctx, `UPDATE users SET
+	res, err := ex.ExecContext(ctx, `UPDATE users SET
 			last_login_at = current_login_at, last_login_ip = current_login_ip,
 			current_login_at = ?, current_login_ip = ?, login_count = login_count + 1
 		WHERE id = ?`, at.UnixNano(), ip, id)

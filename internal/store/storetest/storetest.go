@@ -41,6 +41,19 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Secret", testSecret},
 		{"SchemaVersion", testSchemaVersion},
 		{"ConcurrentWriters", testConcurrentWriters},
+		{"Invites", testInvites},
+		{"InviteConflict", testInviteConflict},
+		{"RevokeInvite", testRevokeInvite},
+		{"SetInviteSent", testSetInviteSent},
+		{"RedeemFirst", testRedeemFirst},
+		{"RedeemLinksUser", testRedeemLinksUser},
+		{"RedeemTwice", testRedeemTwice},
+		{"RedeemLater", testRedeemLater},
+		{"RedeemExpired", testRedeemExpired},
+		{"RedeemRevoked", testRedeemRevoked},
+		{"RedeemWindow", testRedeemWindow},
+		{"RedeemConcurrent", testRedeemConcurrent},
+		{"RedeemRollback", testRedeemRollback},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
