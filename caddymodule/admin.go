@@ -152,6 +152,12 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 			return apiErr(err)
 		}
 		return reply(w, http.StatusOK, toInviteJSON(inv))
+	case route(parts, r, http.MethodPost, "invites", "*", "send"):
+		out, err := o.sendInvite(ctx, parts[1], nil)
+		if err != nil {
+			return apiErr(err)
+		}
+		return reply(w, http.StatusOK, out)
 	case route(parts, r, http.MethodGet, "audit"):
 		aq := auditQuery{Since: q.Get("since"), User: q.Get("user"), Kind: q.Get("kind"), Outcome: q.Get("outcome")}
 		if l := q.Get("limit"); l != "" {

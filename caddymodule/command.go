@@ -480,6 +480,30 @@ neither --send nor --no-send at a terminal, asks whether to mail it now.`,
 			return nil
 		}),
 	}
-	invites.AddCommand(create, list, revoke)
+	send := &cobra.Command{
+		Use:   "send <id>",
+		Short: "Mails an invite again, with a new code (the old one stops working)",
+		Args:  cobra.ExactArgs(1),
+		RunE: withEnv(func(c *cobra.Command, o ops, env cliEnv, args []string) error {
+			out, err := o.sendInvite(c.Context(), args[0], env.sites)
+			if err != nil {
+				return err
+			}
+			if wantJSON(c) {
+				if err := writeJSON(c.OutOrStdout(), out); err != nil {
+					return err
+				}
+			} else if *out.Sent {
+				fmt.Fprintf(c.OutOrStdout(), "Mailed a new code for invite %d to %s.\n", out.ID, out.Email)
+			} else {
+				fmt.Fprintf(c.OutOrStdout(), "Not mailed: %s\nNew code: %s (the old one no longer works)\n", out.SendError, out.Code)
+			}
+			if !*out.Sent {
+				return fmt.Errorf("invite %d not sent", out.ID)
+			}
+			return nil
+		}),
+	}
+	invites.AddCommand(create, list, revoke, send)
 	return invites
 }

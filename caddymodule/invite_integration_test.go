@@ -203,3 +203,10 @@ func TestInviteWrongSite(t *testing.T) {
 		t.Errorf("audited as %q, want wrong_site", evs[0].Reason)
 	}
 }
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -369,6 +369,47 @@ func (o ops) createInvite(ctx context.Context, in newInvite, s site, by string) 
 	return out, nil
 }
 
+// sendInvite mails an existing invite again, with a new code (only a hash of
+// the old one is kept).
+func (o ops) sendInvite(ctx context.Context, ref string, sites []site) (inviteJSON, error) {
+	id, err := strconv.ParseInt(strings.TrimSpace(ref), 10, 64)
+	if err != nil {
+		return inviteJSON{}, inputErr("invite id %q is not a number", ref)
+	}
+	if o.mailer == nil {
+		return inviteJSON{}, inputErr("cannot send: no smtp server in the latchkey global option")
+	}
+	inv, err := o.st.Invite(ctx, id)
+	if err != nil {
+		return inviteJSON{}, fmt.Errorf("invite %d: %w", id, err)
+	}
+	if !inv.RevokedAt.IsZero() {
+		return inviteJSON{}, inputErr("invite %d is revoked", id)
+	}
+	s, err := pickSite(sites, inv.Site)
+	if err != nil {
+		return inviteJSON{}, err
+	}
+	svc := invite.NewService(o.st, o.secret, s.Handler.Invite.rulesOrDefault(), o.now)
+	code, err := svc.NewCode(ctx, inv, s.Handler.Invite.length())
+	if err != nil {
+		return inviteJSON{}, err
+	}
+	out := toInviteJSON(inv)
+	out.LoginURL = s.loginURL()
+	sent := true
+	if err := o.mailer.SendInvite(ctx, inv, code, out.LoginURL, svc.Rules().UsageWindow); err != nil {
+		sent = false
+		out.SendError = err.Error()
+		// The mail did not go: the new code is the only way in, so show it.
+		out.Code = code
+	} else {
+		out.SentAt, out.SendError = optTime(inv.SentAt), ""
+	}
+	out.Sent = &sent
+	return out, nil
+}
+
 func (o ops) invites(ctx context.Context, domain string) ([]store.Invite, error) {
 	return o.st.Invites(ctx, store.InviteFilter{Site: invite.SiteOf(domain)})
 }

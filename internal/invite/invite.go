@@ -131,6 +131,31 @@ func (s *Service) Create(ctx context.Context, inv *store.Invite, length int) (st
 	return "", fmt.Errorf("creating invite for %q on %s: no unused code after 5 tries; use a longer code length", inv.Email, inv.Site)
 }
 
+// NewCode gives an invite a new code, for a resend: the old code is not kept,
+// so it cannot be sent again, and it stops working.
+func (s *Service) NewCode(ctx context.Context, inv *store.Invite, length int) (string, error) {
+	if !inv.RevokedAt.IsZero() {
+		return "", fmt.Errorf("invite %d is revoked", inv.ID)
+	}
+	for range 5 {
+		code, err := Generate(length)
+		if err != nil {
+			return "", err
+		}
+		h := s.hash.Hash(code)
+		err = s.st.ReplaceInviteCode(ctx, inv.ID, h)
+		if errors.Is(err, store.ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		inv.CodeHash = h
+		return code, nil
+	}
+	return "", fmt.Errorf("invite %d: no unused code after 5 tries; use a longer code length", inv.ID)
+}
+
 // Attempt is one use of a code.
 type Attempt struct {
 	Code string // as typed

@@ -14,103 +14,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+
+	"github.com/latchkeyhq/latchkey/internal/mail/mailtest"
 )
-
-// received is one message as the SMTP server saw it.
-type received struct {
-	From       string
-	To         []string
-	Data       []byte
-	User, Pass string
-}
-
-// backend is an SMTP server backend that keeps every message it is given.
-type backend struct {
-	user, pass string // when set, AUTH with these is required before MAIL
-
-	mu   sync.Mutex
-	msgs []received
-}
-
-func (b *backend) NewSession(*smtp.Conn) (smtp.Session, error) { return &session{b: b}, nil }
-
-func (b *backend) received() []received {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return append([]received(nil), b.msgs...)
-}
-
-type session struct {
-	b      *backend
-	r      received
-	authed bool
-}
-
-func (s *session) AuthMechanisms() []string { return []string{sasl.Plain} }
-
-func (s *session) Auth(string) (sasl.Server, error) {
-	return sasl.NewPlainServer(func(_, user, pass string) error {
-		if user != s.b.user || pass != s.b.pass {
-			return smtp.ErrAuthFailed
-		}
-		s.authed, s.r.User, s.r.Pass = true, user, pass
-		return nil
-	}), nil
-}
-
-func (s *session) Mail(from string, _ *smtp.MailOptions) error {
-	if s.b.user != "" && !s.authed {
-		return smtp.ErrAuthRequired
-	}
-	s.r.From = from
-	return nil
-}
-
-func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
-	s.r.To = append(s.r.To, to)
-	return nil
-}
-
-func (s *session) Data(r io.Reader) error {
-	b, err := io.ReadAll(r)
-	if err != nil {
-		return err
-	}
-	s.r.Data = b
-	s.b.mu.Lock()
-	s.b.msgs = append(s.b.msgs, s.r)
-	s.b.mu.Unlock()
-	return nil
-}
-
-func (s *session) Reset()        { s.r = received{User: s.r.User, Pass: s.r.Pass} }
-func (s *session) Logout() error { return nil }
-
-// serve starts an SMTP server for be on 127.0.0.1 and returns its address.
-// setup may adjust the server and wrap the listener (for implicit TLS).
-func serve(t *testing.T, be *backend, setup func(*smtp.Server, net.Listener) net.Listener) string {
-	t.Helper()
-	srv := smtp.NewServer(be)
-	srv.Domain = "localhost"
-	srv.ReadTimeout = 5 * time.Second
-	srv.WriteTimeout = 5 * time.Second
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if setup != nil {
-		l = setup(srv, l)
-	}
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
-	return l.Addr().String()
-}
 
 // testCert is a certificate for 127.0.0.1 that nothing trusts.
 func testCert(t *testing.T) *tls.Config {
@@ -194,14 +104,14 @@ func parse(t *testing.T, data []byte) message {
 }
 
 func TestSendInvite(t *testing.T) {
-	be := &backend{}
-	addr := serve(t, be, nil)
+	be := &mailtest.Backend{}
+	addr := mailtest.Serve(t, be, nil)
 	s := newSender(t, Config{Addr: addr})
 	if err := s.SendInvite(context.Background(), leonard); err != nil {
 		t.Fatal(err)
 	}
 
-	msgs := be.received()
+	msgs := be.Messages()
 	if len(msgs) != 1 {
 		t.Fatalf("server got %d messages, want 1", len(msgs))
 	}
@@ -249,8 +159,8 @@ func TestSendInvite(t *testing.T) {
 }
 
 func TestSendInviteAuth(t *testing.T) {
-	be := &backend{user: "mailer", pass: "s3cret pass"}
-	addr := serve(t, be, func(srv *smtp.Server, l net.Listener) net.Listener {
+	be := &mailtest.Backend{User: "mailer", Pass: "s3cret pass"}
+	addr := mailtest.Serve(t, be, func(srv *smtp.Server, l net.Listener) net.Listener {
 		srv.AllowInsecureAuth = true
 		return l
 	})
@@ -258,7 +168,7 @@ func TestSendInviteAuth(t *testing.T) {
 	if err := s.SendInvite(context.Background(), leonard); err != nil {
 		t.Fatal(err)
 	}
-	if msgs := be.received(); len(msgs) != 1 || msgs[0].User != "mailer" || msgs[0].Pass != "s3cret pass" {
+	if msgs := be.Messages(); len(msgs) != 1 || msgs[0].User != "mailer" || msgs[0].Pass != "s3cret pass" {
 		t.Errorf("server got %+v", msgs)
 	}
 
@@ -267,7 +177,7 @@ func TestSendInviteAuth(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), addr) || !strings.Contains(err.Error(), "AUTH") {
 		t.Errorf("wrong password: err %v", err)
 	}
-	if n := len(be.received()); n != 1 {
+	if n := len(be.Messages()); n != 1 {
 		t.Errorf("server got %d messages, want still 1", n)
 	}
 }
@@ -294,14 +204,14 @@ func TestSendInviteTLS(t *testing.T) {
 			Config{TLS: TLSOpportunistic, Username: "u", Password: "p"}, "auth"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			be := &backend{user: tc.cfg.Username, pass: tc.cfg.Password}
-			tc.cfg.Addr = serve(t, be, tc.setup)
+			be := &mailtest.Backend{User: tc.cfg.Username, Pass: tc.cfg.Password}
+			tc.cfg.Addr = mailtest.Serve(t, be, tc.setup)
 			err := newSender(t, tc.cfg).SendInvite(context.Background(), leonard)
 			if tc.wantErr == "" {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if n := len(be.received()); n != 1 {
+				if n := len(be.Messages()); n != 1 {
 					t.Errorf("server got %d messages", n)
 				}
 				return
@@ -309,7 +219,7 @@ func TestSendInviteTLS(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), tc.cfg.Addr) {
 				t.Errorf("err %v, want one with %q and the address", err, tc.wantErr)
 			}
-			if n := len(be.received()); n != 0 {
+			if n := len(be.Messages()); n != 0 {
 				t.Errorf("server got %d messages", n)
 			}
 		})

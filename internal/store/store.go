@@ -241,6 +241,10 @@ type Store interface {
 	// revocation time, and a session already revoked keeps its own. A
 	// missing invite is ErrNotFound.
 	RevokeInvite(ctx context.Context, id int64, at time.Time) error
+	// ReplaceInviteCode gives an unrevoked invite a new code hash, for a
+	// resend (the old code is not kept, so it cannot be sent again). A
+	// missing or revoked invite is ErrNotFound; a taken hash ErrConflict.
+	ReplaceInviteCode(ctx context.Context, id int64, hash []byte) error
 	// SetInviteSent records a delivery attempt: sendErr "" for success,
 	// which sets SentAt and clears SendError; a failure sets only
 	// SendError. A missing invite is ErrNotFound.

@@ -185,6 +185,22 @@ func (s *Store) SetInviteSent(ctx context.Context, id int64, at time.Time, sendE
 	return nil
 }
 
+// ReplaceInviteCode gives an unrevoked invite a new code; the old one stops
+// working at once, because only one hash is kept.
+func (s *Store) ReplaceInviteCode(ctx context.Context, id int64, hash []byte) error {
+	if len(hash) == 0 {
+		return fmt.Errorf("replacing code of invite %d: empty code hash", id)
+	}
+	res, err := s.w.ExecContext(ctx, `UPDATE invites SET code_hash = ? WHERE id = ? AND revoked_at IS NULL`, hash, id)
+	if isUniqueViolation(err) {
+		return fmt.Errorf("replacing code of invite %d: %w", id, store.ErrConflict)
+	}
+	if err := oneRow(res, err); err != nil {
+		return fmt.Errorf("replacing code of invite %d (missing or revoked): %w", id, err)
+	}
+	return nil
+}
+
 // RedeemInvite runs in one transaction on the writer, which SQLite's
 // BEGIN IMMEDIATE makes the only writer of the file while it runs. The use
 // is decided by one conditional UPDATE; everything after it only runs if

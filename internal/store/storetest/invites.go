@@ -723,3 +723,31 @@ func testRedeemRollback(t *testing.T, s store.Store) {
 		t.Errorf("a rolled-back later use recorded a login: %+v", got)
 	}
 }
+
+func testReplaceInviteCode(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	now := time.Now()
+	inv := mustCreateInvite(t, s, "a.example", "x@example.com", "OLDCODE", now)
+	other := mustCreateInvite(t, s, "a.example", "y@example.com", "OTHER", now)
+	if err := s.ReplaceInviteCode(ctx, inv.ID, []byte("NEWCODE")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.InviteByCodeHash(ctx, []byte("code-hash-of-OLDCODE")); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("old code still finds the invite: %v", err)
+	}
+	if got, err := s.InviteByCodeHash(ctx, []byte("NEWCODE")); err != nil || got.ID != inv.ID {
+		t.Errorf("new code: %+v %v", got, err)
+	}
+	if err := s.ReplaceInviteCode(ctx, inv.ID, []byte("code-hash-of-OTHER")); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("taking another invite's code: %v, want ErrConflict", err)
+	}
+	if err := s.RevokeInvite(ctx, other.ID, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ReplaceInviteCode(ctx, other.ID, []byte("THIRD")); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("new code for a revoked invite: %v, want ErrNotFound", err)
+	}
+	if err := s.ReplaceInviteCode(ctx, 999999, []byte("FOURTH")); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("new code for a missing invite: %v, want ErrNotFound", err)
+	}
+}

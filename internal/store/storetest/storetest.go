@@ -45,6 +45,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"InviteConflict", testInviteConflict},
 		{"RevokeInvite", testRevokeInvite},
 		{"SetInviteSent", testSetInviteSent},
+		{"ReplaceInviteCode", testReplaceInviteCode},
 		{"RedeemFirst", testRedeemFirst},
 		{"RedeemLinksUser", testRedeemLinksUser},
 		{"RedeemTwice", testRedeemTwice},

@@ -1,0 +1,289 @@
+package caddymodule_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/latchkeyhq/latchkey/internal/session"
+	"github.com/latchkeyhq/latchkey/internal/store"
+	"github.com/latchkeyhq/latchkey/internal/store/sqlite"
+)
+
+// throughputClients is about how many keep-alive clients RunParallel runs
+// at once (rounded to a multiple of GOMAXPROCS).
+const throughputClients = 16
+
+// BenchmarkThroughCaddy measures what latchkey costs a request next to plain
+// reverse_proxy, through a real in-process Caddy. One config, loaded once,
+// has two sites on two loopback ports proxying to the same upstream: one is
+// reverse_proxy alone, the other latchkey in front of the same
+// reverse_proxy. Compare the req/s (or ns/op) of the sub-benchmarks:
+//
+//   - reverse_proxy: the baseline;
+//   - latchkey_session: a valid session cookie, 200 from the upstream
+//     (session check, identity headers, an audit record written to SQLite);
+//   - latchkey_refused: no cookie, the gateway's 401 page (and its audit
+//     record); the upstream is not reached.
+//
+// Client, Caddy and upstream share the process and its CPUs, so req/s is
+// what the whole loop sustains and the ratio understates the gateway's
+// share of Caddy's own work. The upstream answers a tiny body, so the
+// per-request overhead is as visible as it gets. allocs/op count every
+// goroutine in the process, client and upstream included.
+func BenchmarkThroughCaddy(b *testing.B) {
+	rig := startThroughputRig(b)
+	b.Run("reverse_proxy", func(b *testing.B) {
+		rig.run(b, rig.plain, http.StatusOK)
+	})
+	b.Run("latchkey_session", func(b *testing.B) {
+		rig.run(b, rig.session, http.StatusOK)
+	})
+	b.Run("latchkey_refused", func(b *testing.B) {
+		rig.run(b, rig.refused, http.StatusUnauthorized)
+	})
+}
+
+// throughputRig is the Caddy, upstream and clients the sub-benchmarks
+// share. Caddy's config is process-wide, so it is loaded once here and
+// stopped once when the parent benchmark ends.
+type throughputRig struct {
+	parallelism int
+	plain       *throughputTarget
+	session     *throughputTarget
+	refused     *throughputTarget
+
+	// Requests that reached the upstream through the latchkey site without
+	// the session's user in X-User-ID (a refused request reaching the
+	// upstream counts too).
+	badIdentity atomic.Int64
+}
+
+type throughputTarget struct {
+	url    string
+	cookie string
+	client *http.Client
+}
+
+func startThroughputRig(b *testing.B) *throughputRig {
+	b.Helper()
+	ctx := context.Background()
+	dir := b.TempDir()
+	db := filepath.Join(dir, "latchkey.db")
+
+	// The user and session go in before Caddy opens the store, through the
+	// same store code and secret the gateway uses.
+	st, err := sqlite.Open(ctx, db)
+	if err != nil {
+		b.Fatal(err)
+	}
+	u := &store.User{Email: "bench@example.com", Active: true}
+	if err := st.CreateUser(ctx, u); err != nil {
+		st.Close()
+		b.Fatal(err)
+	}
+	token, _, err := session.New(st, []byte(testSecret), session.Config{}, nil, nil).Start(ctx, u.ID, "bench", "", "127.0.0.1", "go-bench")
+	if cerr := st.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+
+	rig := &throughputRig{parallelism: max(1, throughputClients/runtime.GOMAXPROCS(0))}
+	clients := rig.parallelism * runtime.GOMAXPROCS(0)
+	wantUID := strconv.FormatInt(u.ID, 10)
+	body := []byte("hello from the upstream\n")
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/latchkey/") && r.Header.Get("X-User-ID") != wantUID {
+			rig.badIdentity.Add(1)
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Write(body)
+	}))
+	b.Cleanup(up.Close)
+
+	plainPort, gatePort := throughputFreePort(b), throughputFreePort(b)
+	upstreamAddr := strings.TrimPrefix(up.URL, "http://")
+	// Caddy keeps 32 idle upstream connections per host by default; more
+	// clients than that would measure connection churn. Both sites get the
+	// same transport either way.
+	transport := ""
+	if clients > 32 {
+		transport = fmt.Sprintf("{\n\t\ttransport http {\n\t\t\tkeepalive_idle_conns_per_host %d\n\t\t}\n\t}", clients)
+	}
+	cfg := fmt.Sprintf(`{
+	admin off
+	persist_config off
+	auto_https off
+	storage file_system %s
+	log {
+		output discard
+	}
+	latchkey {
+		storage sqlite %s
+		secret %s
+	}
+}
+
+http://127.0.0.1:%d {
+	reverse_proxy %s %s
+}
+
+http://127.0.0.1:%d {
+	latchkey
+	reverse_proxy %s %s
+}
+`, filepath.Join(dir, "caddy"), db, testSecret, plainPort, upstreamAddr, transport, gatePort, upstreamAddr, transport)
+	adapted, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt(caddyfile.Format([]byte(cfg)), nil)
+	if err != nil {
+		b.Fatalf("adapting Caddyfile: %v", err)
+	}
+	for _, w := range warnings {
+		b.Logf("caddyfile warning: %s", w.Message)
+	}
+	if err := caddy.Load(adapted, true); err != nil {
+		b.Fatalf("loading config: %v", err)
+	}
+	// Registered after up.Close, so it runs first: Caddy lets go of its
+	// upstream connections before the upstream shuts down.
+	b.Cleanup(func() {
+		if err := caddy.Stop(); err != nil {
+			b.Errorf("stopping caddy: %v", err)
+		}
+	})
+
+	newTarget := func(port int, path, cookie string) *throughputTarget {
+		tr := &http.Transport{
+			Proxy:               nil, // loopback only, whatever HTTP_PROXY says
+			DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+			MaxIdleConns:        clients,
+			MaxIdleConnsPerHost: clients, // the default of 2 would reconnect all the time
+			IdleConnTimeout:     time.Minute,
+			DisableCompression:  true,
+		}
+		b.Cleanup(tr.CloseIdleConnections)
+		return &throughputTarget{
+			url:    fmt.Sprintf("http://127.0.0.1:%d%s", port, path),
+			cookie: cookie,
+			client: &http.Client{
+				Transport:     tr,
+				Timeout:       10 * time.Second,
+				CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+			},
+		}
+	}
+	rig.plain = newTarget(plainPort, "/plain/page", "")
+	rig.session = newTarget(gatePort, "/latchkey/page", "latchkey_session="+token)
+	rig.refused = newTarget(gatePort, "/latchkey/refused", "")
+
+	// Open every client's connections (and fill the session cache) before
+	// any timing, so the first measured requests do not pay for dials.
+	for _, t := range []struct {
+		tg   *throughputTarget
+		want int
+	}{{rig.plain, 200}, {rig.session, 200}, {rig.refused, 401}} {
+		var wg sync.WaitGroup
+		errs := make(chan error, clients)
+		for range clients {
+			wg.Go(func() {
+				if err := t.tg.do(t.tg.newRequest(), t.want); err != nil {
+					errs <- err
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		if err := <-errs; err != nil {
+			b.Fatalf("warm-up: %v", err)
+		}
+	}
+	if n := rig.badIdentity.Load(); n != 0 {
+		b.Fatalf("warm-up: %d requests reached the upstream through latchkey without X-User-ID %s", n, wantUID)
+	}
+	return rig
+}
+
+func (t *throughputTarget) newRequest() *http.Request {
+	req, err := http.NewRequest(http.MethodGet, t.url, nil)
+	if err != nil {
+		panic(err)
+	}
+	req.Header.Set("User-Agent", "latchkey-bench/1")
+	if t.cookie != "" {
+		req.Header.Set("Cookie", t.cookie)
+	}
+	return req
+}
+
+// do sends req (which may be reused once this returns) and reads the whole
+// body, so that the connection goes back to the pool.
+func (t *throughputTarget) do(req *http.Request, want int) error {
+	resp, err := t.client.Do(req)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return fmt.Errorf("GET %s: reading body: %w", t.url, err)
+	}
+	if resp.StatusCode != want {
+		return fmt.Errorf("GET %s: status %d, want %d", t.url, resp.StatusCode, want)
+	}
+	return nil
+}
+
+func (rig *throughputRig) run(b *testing.B, t *throughputTarget, want int) {
+	var failed atomic.Int64
+	var first sync.Once
+	var firstErr error
+	bad := rig.badIdentity.Load()
+	b.SetParallelism(rig.parallelism)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		req := t.newRequest()
+		for pb.Next() {
+			if err := t.do(req, want); err != nil {
+				failed.Add(1)
+				first.Do(func() { firstErr = err })
+			}
+		}
+	})
+	b.StopTimer()
+	if s := b.Elapsed().Seconds(); s > 0 {
+		b.ReportMetric(float64(b.N)/s, "req/s")
+	}
+	if n := failed.Load(); n > 0 {
+		b.Fatalf("%d of %d requests failed; first: %v", n, b.N, firstErr)
+	}
+	if n := rig.badIdentity.Load() - bad; n != 0 {
+		b.Fatalf("%d requests reached the upstream through latchkey without the session's X-User-ID", n)
+	}
+}
+
+// throughputFreePort is freePort for benchmarks.
+func throughputFreePort(tb testing.TB) int {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
