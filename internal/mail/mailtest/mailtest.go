@@ -103,4 +103,3 @@ func Serve(t testing.TB, be *Backend, setup func(*smtp.Server, net.Listener) net
 	t.Cleanup(func() { srv.Close() })
 	return l.Addr().String()
 }
-
