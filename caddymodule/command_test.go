@@ -188,3 +188,48 @@ func TestSessionsCommands(t *testing.T) {
 		t.Error("revoking an unknown session succeeded")
 	}
 }
+
+func TestInvitesCreatePromptsAtTerminal(t *testing.T) {
+	cf, db := writeCaddyfile(t)
+	defer func(f func() bool) { isTerminal = f }(isTerminal)
+
+	// Not a terminal: no prompt, --email is required.
+	isTerminal = func() bool { return false }
+	if _, err := cli(t, cf, "invites", "create", "--domain", "app.example.com"); err == nil || !strings.Contains(err.Error(), "--email") {
+		t.Fatalf("without --email and without a terminal: %v", err)
+	}
+
+	// A terminal: asked for the address.
+	isTerminal = func() bool { return true }
+	root := &cobra.Command{Use: "latchkey"}
+	buildCommand(root)
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetIn(strings.NewReader("ben@example.com\n"))
+	root.SetArgs([]string{"invites", "create", "--domain", "app.example.com", "--config", cf, "--adapter", "caddyfile"})
+	if err := root.Execute(); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "Email address of the person to invite:") || !strings.Contains(out.String(), "Code:") {
+		t.Errorf("output:\n%s", out.String())
+	}
+	st, err := sqlite.Open(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	invs, err := st.Invites(context.Background(), store.InviteFilter{})
+	if err != nil || len(invs) != 1 || invs[0].Email != "ben@example.com" || invs[0].Site != "app.example.com" {
+		t.Fatalf("invites: %+v %v", invs, err)
+	}
+	// Only the hash is kept: the printed code is not in the store.
+	code := ""
+	for _, line := range strings.Split(out.String(), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "Code:" {
+			code = f[1]
+		}
+	}
+	if code == "" || strings.Contains(string(invs[0].CodeHash), code) {
+		t.Errorf("code %q missing from output or stored in plain text", code)
+	}
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/latchkeyhq/latchkey/caddymodule"
 	"github.com/latchkeyhq/latchkey/internal/invite"
+	"github.com/latchkeyhq/latchkey/internal/mail/mailtest"
 	"github.com/latchkeyhq/latchkey/internal/store"
 )
 
@@ -208,5 +209,55 @@ func writeFile(t *testing.T, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestStaffInvitePage(t *testing.T) {
+	be := &mailtest.Backend{}
+	o := smtpOpts(mailtest.Serve(t, be, nil))
+	g := startGateway(t, o)
+	staff := &store.User{Email: "boss@example.com", Active: true, Roles: []string{"staff"}}
+	if err := g.st.CreateUser(context.Background(), staff); err != nil {
+		t.Fatal(err)
+	}
+	plain := g.user("worker@example.com")
+	staffTok, _ := g.session(staff, time.Now())
+	plainTok, _ := g.session(plain, time.Now())
+
+	post := func(token string, form url.Values) *http.Response {
+		req, _ := http.NewRequest(http.MethodPost, g.url+"/.latchkey/invite", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Cookie", "latchkey_session="+token)
+		return g.do(req)
+	}
+	if r := g.get("/.latchkey/invite", map[string]string{"Accept": "text/html"}); r.StatusCode != http.StatusFound {
+		t.Errorf("invite page without session: %d, want a redirect to the login page", r.StatusCode)
+	}
+	if r := g.get("/.latchkey/invite", cookie(plainTok)); r.StatusCode != http.StatusForbidden {
+		t.Errorf("invite page for a non-staff user: %d, want 403", r.StatusCode)
+	}
+	if r := post(plainTok, url.Values{"email": {"x@example.com"}}); r.StatusCode != http.StatusForbidden {
+		t.Errorf("non-staff POST: %d, want 403", r.StatusCode)
+	}
+	if r := g.get("/.latchkey/invite", cookie(staffTok)); r.StatusCode != 200 {
+		t.Fatalf("invite page for staff: %d", r.StatusCode)
+	}
+	if r := post(staffTok, url.Values{"email": {"New.Person@Example.com"}, "name": {"New Person"}, "phone": {"+1 555 0199"}}); r.StatusCode != 200 {
+		t.Fatalf("staff POST: %d", r.StatusCode)
+	}
+	invs, err := g.st.Invites(context.Background(), store.InviteFilter{Site: "127.0.0.1"})
+	if err != nil || len(invs) != 1 || invs[0].Email != "new.person@example.com" || invs[0].CreatedBy != fmt.Sprintf("user:%d", staff.ID) || invs[0].SentAt.IsZero() {
+		t.Fatalf("invites after the staff page: %+v %v", invs, err)
+	}
+	if msgs := be.Messages(); len(msgs) != 1 || msgs[0].To[0] != "new.person@example.com" {
+		t.Fatalf("mails sent: %+v", msgs)
+	}
+	// A cross-site form cannot make staff send invites.
+	req, _ := http.NewRequest(http.MethodPost, g.url+"/.latchkey/invite", strings.NewReader("email=evil%40example.com"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Cookie", "latchkey_session="+staffTok)
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	if r := g.do(req); r.StatusCode != http.StatusForbidden {
+		t.Errorf("cross-site POST: %d, want 403", r.StatusCode)
 	}
 }
