@@ -55,8 +55,11 @@ func (g *gateway) login(code, next string) *http.Response {
 	form := url.Values{"code": {code}, "next": {next}}
 	req, _ := http.NewRequest(http.MethodPost, g.url+"/.latchkey/login", strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("User-Agent", firefoxUA)
 	return g.do(req)
 }
+
+const firefoxUA = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 
 func sessionCookie(t *testing.T, resp *http.Response) string {
 	t.Helper()
@@ -134,6 +137,9 @@ func TestInviteFlow(t *testing.T) {
 	}
 	if evs[1].Reason != "registered" || evs[0].Reason != "login" || evs[1].UserID != user.ID || evs[1].CredentialID != fmt.Sprint(inv.ID) {
 		t.Errorf("audit records %+v", evs)
+	}
+	if e := evs[1]; e.UABrowser != "Firefox" || e.UAOS != "Linux" || e.ClientIP != "127.0.0.1" || e.SessionID == "" || e.Status != http.StatusSeeOther {
+		t.Errorf("registration record lacks request details: %+v", e)
 	}
 
 	// Once the code has expired, its sessions end and it logs no one in.

@@ -283,9 +283,17 @@ func (w *Writer) run() {
 
 // add enriches e and appends it to the batch, writing the batch when full;
 // it reports whether it wrote.
-func (w *Writer) add(e store.AuditEvent) bool {
+// Describe fills in the parsed user agent of an event that is written
+// outside the writer: the record of a consumed credential goes into the
+// store in the same transaction as the use.
+func (w *Writer) Describe(e *store.AuditEvent) {
+	e.UserAgent = TruncateUA(e.UserAgent)
 	u := w.ua.Parse(e.UserAgent)
 	e.UABrowser, e.UAVersion, e.UAOS, e.UADevice, e.UABot = u.Browser, u.Version, u.OS, u.Device, u.Bot
+}
+
+func (w *Writer) add(e store.AuditEvent) bool {
+	w.Describe(&e)
 	w.batch = append(w.batch, e)
 	if len(w.batch) >= w.opts.BatchSize {
 		w.write()

@@ -76,6 +76,9 @@ func (c Config) withDefaults() Config {
 // Recorder receives audit events; audit.Writer is one.
 type Recorder interface {
 	Record(e store.AuditEvent)
+	// Describe fills in the parsed user agent of an event the caller writes
+	// itself.
+	Describe(e *store.AuditEvent)
 }
 
 // Vars receives placeholders; *caddy.Replacer is one.

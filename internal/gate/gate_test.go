@@ -101,7 +101,8 @@ func FuzzHeaderStripper(f *testing.F) {
 
 type nopRecorder struct{ n int }
 
-func (r *nopRecorder) Record(store.AuditEvent) { r.n++ }
+func (r *nopRecorder) Record(store.AuditEvent)    { r.n++ }
+func (r *nopRecorder) Describe(*store.AuditEvent) {}
 
 // newGate builds a gate on a real SQLite store with one signed-in user.
 func newGate(t testing.TB, rec gate.Recorder) (*gate.Gate, string, *store.Session) {

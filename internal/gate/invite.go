@@ -81,6 +81,7 @@ func (g *Gate) serveLogin(w http.ResponseWriter, r *http.Request, env Env, start
 	}
 	ev.Status = http.StatusSeeOther
 	ev.SessionID = sess.ID
+	g.d.Audit.Describe(&ev)
 	res, err := g.d.Invites.Redeem(r.Context(), invite.Attempt{
 		Code: r.PostForm.Get("code"), Host: r.Host, IP: env.ClientIP, Session: sess, Audit: &ev,
 	})
