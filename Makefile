@@ -31,8 +31,14 @@ deps:
 test: deps fmt-check vet
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
+# Benchmarks, then the load harness: plain reverse_proxy against latchkey in
+# front of it, in the same run, with ratios.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+	$(MAKE) load
+
+load:
+	$(GO) run ./cmd/latchkey-load -duration 5s -concurrency 16
 
 clean:
 	rm -rf bin
