@@ -35,7 +35,27 @@ const (
 	TemplateSubject = "invite.subject.txt"
 	TemplateText    = "invite.txt"
 	TemplateHTML    = "invite.html"
+	// A login link asked for on the login page.
+	TemplateLoginSubject = "login.subject.txt"
+	TemplateLoginText    = "login.txt"
+	TemplateLoginHTML    = "login.html"
 )
+
+// LoginLink is what a login-link mail says; the templates see it.
+type LoginLink struct {
+	To   string
+	Name string
+	URL  string // the magic link
+	Site string
+	// ValidFor is how long the link works; zero leaves the sentence out.
+	ValidFor time.Duration
+}
+
+// templateSet is one kind of mail.
+type templateSet struct {
+	subject, text *texttemplate.Template
+	html          *htmltemplate.Template
+}
 
 // TLS modes for Config.TLS.
 const (
@@ -88,13 +108,12 @@ type Invite struct {
 // its own connection, as invites are rare and a kept-open connection would
 // only go stale.
 type Sender struct {
-	addr    string
-	host    string
-	from    *netmail.Address
-	opts    []gomail.Option
-	subject *texttemplate.Template
-	text    *texttemplate.Template
-	html    *htmltemplate.Template
+	addr   string
+	host   string
+	from   *netmail.Address
+	opts   []gomail.Option
+	invite templateSet
+	login  templateSet
 }
 
 // New checks cfg and parses the templates, so that a typo in the address or
@@ -162,6 +181,10 @@ func New(cfg Config) (*Sender, error) {
 		LoginURL: "https://example.com/.latchkey/login", Site: "example.com", UsageWindow: 14 * 24 * time.Hour}); err != nil {
 		return nil, err
 	}
+	if _, _, _, err := s.RenderLogin(LoginLink{To: "someone@example.com", Name: "Someone",
+		URL: "https://example.com/?token=x", Site: "example.com", ValidFor: 15 * time.Minute}); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -182,79 +205,119 @@ func readTemplate(dir, name string) (string, error) {
 }
 
 func (s *Sender) parse(dir string) error {
+	var err error
+	if s.invite, err = parseSet(dir, TemplateSubject, TemplateText, TemplateHTML); err != nil {
+		return err
+	}
+	s.login, err = parseSet(dir, TemplateLoginSubject, TemplateLoginText, TemplateLoginHTML)
+	return err
+}
+
+func parseSet(dir, subject, text, html string) (templateSet, error) {
 	src := make(map[string]string)
-	for _, name := range []string{TemplateSubject, TemplateText, TemplateHTML} {
+	for _, name := range []string{subject, text, html} {
 		var err error
 		if src[name], err = readTemplate(dir, name); err != nil {
-			return err
+			return templateSet{}, err
 		}
 	}
 	funcs := map[string]any{"human": human}
+	var ts templateSet
 	var err error
-	if s.subject, err = texttemplate.New(TemplateSubject).Funcs(funcs).Parse(src[TemplateSubject]); err != nil {
-		return fmt.Errorf("parsing mail template %s: %w", TemplateSubject, err)
+	if ts.subject, err = texttemplate.New(subject).Funcs(funcs).Parse(src[subject]); err != nil {
+		return ts, fmt.Errorf("parsing mail template %s: %w", subject, err)
 	}
-	if s.text, err = texttemplate.New(TemplateText).Funcs(funcs).Parse(src[TemplateText]); err != nil {
-		return fmt.Errorf("parsing mail template %s: %w", TemplateText, err)
+	if ts.text, err = texttemplate.New(text).Funcs(funcs).Parse(src[text]); err != nil {
+		return ts, fmt.Errorf("parsing mail template %s: %w", text, err)
 	}
-	if s.html, err = htmltemplate.New(TemplateHTML).Funcs(funcs).Parse(src[TemplateHTML]); err != nil {
-		return fmt.Errorf("parsing mail template %s: %w", TemplateHTML, err)
+	if ts.html, err = htmltemplate.New(html).Funcs(funcs).Parse(src[html]); err != nil {
+		return ts, fmt.Errorf("parsing mail template %s: %w", html, err)
 	}
-	return nil
+	return ts, nil
 }
 
-// Render returns what SendInvite would send for inv, for previews and tests.
-// The subject is folded onto one line, whatever the template's line breaks.
-func (s *Sender) Render(inv Invite) (subject, text, html string, err error) {
+// render executes a set. The subject is folded onto one line, whatever the
+// template's line breaks.
+func (ts templateSet) render(data any) (subject, text, html string, err error) {
 	var b bytes.Buffer
-	if err := s.subject.Execute(&b, inv); err != nil {
-		return "", "", "", fmt.Errorf("rendering mail template %s: %w", TemplateSubject, err)
+	if err := ts.subject.Execute(&b, data); err != nil {
+		return "", "", "", fmt.Errorf("rendering mail template %s: %w", ts.subject.Name(), err)
 	}
 	subject = strings.Join(strings.Fields(b.String()), " ")
 	b.Reset()
-	if err := s.text.Execute(&b, inv); err != nil {
-		return "", "", "", fmt.Errorf("rendering mail template %s: %w", TemplateText, err)
+	if err := ts.text.Execute(&b, data); err != nil {
+		return "", "", "", fmt.Errorf("rendering mail template %s: %w", ts.text.Name(), err)
 	}
 	text = b.String()
 	b.Reset()
-	if err := s.html.Execute(&b, inv); err != nil {
-		return "", "", "", fmt.Errorf("rendering mail template %s: %w", TemplateHTML, err)
+	if err := ts.html.Execute(&b, data); err != nil {
+		return "", "", "", fmt.Errorf("rendering mail template %s: %w", ts.html.Name(), err)
 	}
 	return subject, text, b.String(), nil
+}
+
+// Render returns what SendInvite would send for inv, for previews and tests.
+func (s *Sender) Render(inv Invite) (subject, text, html string, err error) {
+	return s.invite.render(inv)
+}
+
+// RenderLogin returns what SendLoginLink would send.
+func (s *Sender) RenderLogin(l LoginLink) (subject, text, html string, err error) {
+	return s.login.render(l)
+}
+
+// SendLoginLink delivers a magic link.
+func (s *Sender) SendLoginLink(ctx context.Context, l LoginLink) error {
+	if l.URL == "" {
+		return fmt.Errorf("sending login link to %q: no URL", l.To)
+	}
+	subject, text, html, err := s.RenderLogin(l)
+	if err == nil {
+		err = s.deliver(ctx, l.To, l.Name, subject, text, html)
+	}
+	if err != nil {
+		return fmt.Errorf("sending login link to %q via %s: %w", l.To, s.addr, err)
+	}
+	return nil
 }
 
 // SendInvite renders inv and delivers it. ctx bounds connecting; the
 // configured timeout bounds each step after that, since go-mail does not
 // watch ctx mid-conversation.
 func (s *Sender) SendInvite(ctx context.Context, inv Invite) error {
-	msg, err := s.message(inv)
+	if inv.Code == "" || inv.LoginURL == "" {
+		return fmt.Errorf("sending invite to %q: an invite needs a code and a login URL", inv.To)
+	}
+	subject, text, html, err := s.Render(inv)
 	if err != nil {
 		return fmt.Errorf("sending invite to %q: %w", inv.To, err)
 	}
-	c, err := gomail.NewClient(s.host, s.opts...)
-	if err == nil {
-		err = c.DialAndSendWithContext(ctx, msg)
-	}
-	if err != nil {
+	if err := s.deliver(ctx, inv.To, inv.Name, subject, text, html); err != nil {
 		return fmt.Errorf("sending invite to %q via %s: %w", inv.To, s.addr, err)
 	}
 	return nil
 }
 
-func (s *Sender) message(inv Invite) (*gomail.Msg, error) {
-	to, err := netmail.ParseAddress(inv.To)
+// deliver sends one multipart/alternative mail over its own connection.
+func (s *Sender) deliver(ctx context.Context, rcpt, name, subject, text, html string) error {
+	m, err := s.message(rcpt, name, subject, text, html)
+	if err != nil {
+		return err
+	}
+	c, err := gomail.NewClient(s.host, s.opts...)
+	if err == nil {
+		err = c.DialAndSendWithContext(ctx, m)
+	}
+	return err
+}
+
+func (s *Sender) message(rcpt, name, subject, text, html string) (*gomail.Msg, error) {
+	to, err := netmail.ParseAddress(rcpt)
 	if err != nil {
 		return nil, fmt.Errorf("not an e-mail address: %w", err)
 	}
 	if to.Name == "" {
-		to.Name = inv.Name
-	}
-	if inv.Code == "" || inv.LoginURL == "" {
-		return nil, errors.New("an invite needs a code and a login URL")
-	}
-	subject, text, html, err := s.Render(inv)
-	if err != nil {
-		return nil, err
+		to.Name = name
 	}
 	m := gomail.NewMsg()
 	// Set from parsed addresses rather than strings, so that a name with

@@ -343,3 +343,27 @@ func TestHuman(t *testing.T) {
 		}
 	}
 }
+
+func TestLoginLinkMail(t *testing.T) {
+	be := &mailtest.Backend{}
+	addr := mailtest.Serve(t, be, nil)
+	s := newSender(t, Config{Addr: addr})
+	u := "https://app.example.com/welcome?token=eyJhbGciOi.abc.def"
+	if err := s.SendLoginLink(context.Background(), LoginLink{To: "ann@example.com", Name: "Ann", URL: u, Site: "app.example.com", ValidFor: 15 * time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	msgs := be.Messages()
+	if len(msgs) != 1 {
+		t.Fatalf("%d mails", len(msgs))
+	}
+	_, text, html, err := s.RenderLogin(LoginLink{To: "ann@example.com", Name: "Ann", URL: u, Site: "app.example.com", ValidFor: 15 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(text, u) || !strings.Contains(text, "15 minutes") || !strings.Contains(html, `href="https://app.example.com/welcome?token=eyJhbGciOi.abc.def"`) {
+		t.Errorf("login mail lacks the link:\n%s\n%s", text, html)
+	}
+	if err := s.SendLoginLink(context.Background(), LoginLink{To: "ann@example.com"}); err == nil {
+		t.Error("a login mail without a URL was sent")
+	}
+}
