@@ -32,6 +32,11 @@ func init() {
 //	POST /latchkey/invites                    {"email","name","phone","domain","login_url","send"}
 //	POST /latchkey/invites/<id>/revoke
 //	POST /latchkey/invites/<id>/send          new code, mailed
+//	GET  /latchkey/links?user=
+//	POST /latchkey/links                      {"user","url","ttl","not_before","max_uses","mode","methods","data","bind_query"}
+//	GET  /latchkey/links/<jti>                the link and every attempt to use it
+//	POST /latchkey/links/<jti>/revoke
+//	POST /latchkey/users/<email|id>/revoke-links
 //	GET  /latchkey/audit?since=&user=&kind=&outcome=&limit=
 type adminAPI struct {
 	ctx caddy.Context
@@ -64,7 +69,7 @@ func (a *adminAPI) ops() (ops, error) {
 		return ops{}, caddy.APIError{HTTPStatus: http.StatusNotFound, Err: errors.New("latchkey is not in the running config")}
 	}
 	app := appIface.(*App)
-	o := ops{st: app.store, now: time.Now, app: app, cache: app.sessions, secret: app.secret}
+	o := ops{st: app.store, now: time.Now, app: app, cache: app.sessions, secret: app.secret, ring: app.links}
 	if app.mailer != nil {
 		o.mailer = app.mailer
 	}
@@ -158,6 +163,44 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 			return apiErr(err)
 		}
 		return reply(w, http.StatusOK, out)
+	case route(parts, r, http.MethodGet, "links"):
+		ls, err := o.links(ctx, q.Get("user"))
+		if err != nil {
+			return apiErr(err)
+		}
+		out := make([]linkJSON, len(ls))
+		for i := range ls {
+			out[i] = toLinkJSON(&ls[i])
+		}
+		return reply(w, http.StatusOK, out)
+	case route(parts, r, http.MethodPost, "links"):
+		var in newLink
+		if err := decode(r, &in); err != nil {
+			return err
+		}
+		out, err := o.createLink(ctx, in, "admin-api")
+		if err != nil {
+			return apiErr(err)
+		}
+		return reply(w, http.StatusCreated, out)
+	case route(parts, r, http.MethodGet, "links", "*"):
+		out, err := o.showLink(ctx, parts[1])
+		if err != nil {
+			return apiErr(err)
+		}
+		return reply(w, http.StatusOK, out)
+	case route(parts, r, http.MethodPost, "links", "*", "revoke"):
+		msg, err := o.revokeLinks(ctx, parts[1], "")
+		if err != nil {
+			return apiErr(err)
+		}
+		return reply(w, http.StatusOK, map[string]string{"result": msg})
+	case route(parts, r, http.MethodPost, "users", "*", "revoke-links"):
+		msg, err := o.revokeLinks(ctx, "", parts[1])
+		if err != nil {
+			return apiErr(err)
+		}
+		return reply(w, http.StatusOK, map[string]string{"result": msg})
 	case route(parts, r, http.MethodGet, "audit"):
 		aq := auditQuery{Since: q.Get("since"), User: q.Get("user"), Kind: q.Get("kind"), Outcome: q.Get("outcome")}
 		if l := q.Get("limit"); l != "" {

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/latchkeyhq/latchkey/internal/audit"
+	"github.com/latchkeyhq/latchkey/internal/link"
 	"github.com/latchkeyhq/latchkey/internal/session"
 	"github.com/latchkeyhq/latchkey/internal/store"
 	"github.com/latchkeyhq/latchkey/internal/store/sqlite"
@@ -55,6 +56,9 @@ type App struct {
 	Templates string `json:"templates,omitempty"`
 	// Batching of audit records.
 	Audit *AuditConfig `json:"audit,omitempty"`
+	// Keys that sign and verify links: the first signs, all verify. Default:
+	// one HS256 key, kid "default", derived from the secret.
+	LinkKeys []LinkKeyConfig `json:"link_keys,omitempty"`
 	// The mail server invites are sent through; none by default.
 	SMTP *SMTPConfig `json:"smtp,omitempty"`
 
@@ -65,7 +69,56 @@ type App struct {
 	audit    *audit.Writer
 	pages    *web.Pages
 	mailer   *inviteMailer // nil without smtp
+	links    *link.KeyRing
 	logger   *zap.Logger
+}
+
+// LinkKeyConfig is one key of the link key ring.
+type LinkKeyConfig struct {
+	ID string `json:"kid"`
+	// "hs256" or "ed25519".
+	Alg string `json:"alg"`
+	// hs256: the HMAC key (placeholders expanded); empty derives it from
+	// the gateway secret and the kid.
+	Secret string `json:"secret,omitempty"`
+	// ed25519: a PKCS#8 PEM private key file.
+	PrivateKeyFile string `json:"private_key_file,omitempty"`
+}
+
+// linkKeyRing builds the key ring from the config.
+func (a *App) linkKeyRing(repl *caddy.Replacer) (*link.KeyRing, error) {
+	if len(a.LinkKeys) == 0 {
+		return link.NewKeyRing(link.HS256Key(a.secret, "default"))
+	}
+	var ks []link.Key
+	for _, kc := range a.LinkKeys {
+		switch kc.Alg {
+		case "hs256":
+			if kc.Secret == "" {
+				ks = append(ks, link.HS256Key(a.secret, kc.ID))
+				continue
+			}
+			s := repl.ReplaceKnown(kc.Secret, "")
+			if len(s) < minSecretLen {
+				return nil, fmt.Errorf("latchkey link key %q: secret of %d characters is too short; use at least %d", kc.ID, len(s), minSecretLen)
+			}
+			ks = append(ks, link.Key{ID: kc.ID, Alg: "HS256", Secret: []byte(s)})
+		case "ed25519":
+			path := repl.ReplaceKnown(kc.PrivateKeyFile, "")
+			pemBytes, err := os.ReadFile(path)
+			if err != nil {
+				return nil, fmt.Errorf("latchkey link key %q: %w", kc.ID, err)
+			}
+			priv, err := link.ParseEd25519PrivateKeyPEM(pemBytes)
+			if err != nil {
+				return nil, fmt.Errorf("latchkey link key %q from %s: %w", kc.ID, path, err)
+			}
+			ks = append(ks, link.Ed25519Key(kc.ID, priv))
+		default:
+			return nil, fmt.Errorf("latchkey link key %q: unknown algorithm %q (want hs256 or ed25519)", kc.ID, kc.Alg)
+		}
+	}
+	return link.NewKeyRing(ks...)
 }
 
 // StorageConfig names the database.
@@ -117,6 +170,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.store = val.(pooledStore).Store
 	a.sessions = session.NewCache(0)
 	if a.secret, err = a.loadSecret(ctx, repl, a.store); err != nil {
+		return err
+	}
+	if a.links, err = a.linkKeyRing(repl); err != nil {
 		return err
 	}
 	if a.mailer, err = a.newMailer(repl, a.store); err != nil {

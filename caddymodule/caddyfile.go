@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"strconv"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -95,6 +96,10 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 					return nil, d.Errf("unknown audit subdirective %q", d.Val())
 				}
 			}
+		case "link_keys":
+			if err := parseLinkKeys(d, app); err != nil {
+				return nil, err
+			}
 		case "smtp":
 			smtp, err := parseSMTP(d)
 			if err != nil {
@@ -183,6 +188,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := parseInvite(d, h); err != nil {
 				return err
 			}
+		case "link":
+			if err := parseLink(d, h); err != nil {
+				return err
+			}
 		default:
 			return d.Errf("unknown latchkey subdirective %q", d.Val())
 		}
@@ -250,6 +259,97 @@ func parseSMTP(d *caddyfile.Dispenser) (*SMTPConfig, error) {
 		return nil, d.Err("smtp needs a from address: from noreply@example.com")
 	}
 	return c, nil
+}
+
+// parseLink reads
+//
+//	link {
+//		param <name>
+//		prefix <path>...
+//		confirm on|off
+//	}
+func parseLink(d *caddyfile.Dispenser, h *Handler) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	h.Link = new(LinkConfig)
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "param":
+			if err := oneArg(d, &h.Link.Param); err != nil {
+				return err
+			}
+		case "prefix":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.Err("prefix needs at least one path, like /unsubscribe/")
+			}
+			for _, p := range args {
+				if !strings.HasPrefix(p, "/") {
+					return d.Errf("prefix %q must start with '/'", p)
+				}
+			}
+			h.Link.PathPrefixes = append(h.Link.PathPrefixes, args...)
+		case "confirm":
+			var v string
+			if err := oneArg(d, &v); err != nil {
+				return err
+			}
+			switch v {
+			case "on":
+				t := true
+				h.Link.Confirm = &t
+			case "off":
+				f := false
+				h.Link.Confirm = &f
+			default:
+				return d.Errf("confirm: %q is not on or off", v)
+			}
+		default:
+			return d.Errf("unknown link subdirective %q", d.Val())
+		}
+	}
+	return nil
+}
+
+// parseLinkKeys reads
+//
+//	link_keys {
+//		hs256 <kid> [<secret>]
+//		ed25519 <kid> <private-key-file>
+//	}
+func parseLinkKeys(d *caddyfile.Dispenser, app *App) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		alg := d.Val()
+		args := d.RemainingArgs()
+		var k LinkKeyConfig
+		switch {
+		case alg == "hs256" && (len(args) == 1 || len(args) == 2):
+			k = LinkKeyConfig{ID: args[0], Alg: alg}
+			if len(args) == 2 {
+				k.Secret = args[1]
+			}
+		case alg == "ed25519" && len(args) == 2:
+			k = LinkKeyConfig{ID: args[0], Alg: alg, PrivateKeyFile: args[1]}
+		case alg == "hs256" || alg == "ed25519":
+			return d.Errf("%s: want %s <kid> %s", alg, alg, map[string]string{"hs256": "[<secret>]", "ed25519": "<private-key-file>"}[alg])
+		default:
+			return d.Errf("unknown link key algorithm %q (want hs256 or ed25519)", alg)
+		}
+		if seen[k.ID] {
+			return d.Errf("link key id %q used twice", k.ID)
+		}
+		seen[k.ID] = true
+		app.LinkKeys = append(app.LinkKeys, k)
+	}
+	if len(app.LinkKeys) == 0 {
+		return d.Err("link_keys needs at least one key")
+	}
+	return nil
 }
 
 // parseInvite reads

@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -17,6 +19,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/latchkeyhq/latchkey/internal/gate"
+	"github.com/latchkeyhq/latchkey/internal/invite"
 	"github.com/latchkeyhq/latchkey/internal/session"
 	"github.com/latchkeyhq/latchkey/internal/store"
 )
@@ -192,7 +195,7 @@ func buildCommand(cmd *cobra.Command) {
 	alist.Flags().Int("limit", 100, "At most this many records")
 	auditCmd.AddCommand(alist)
 
-	cmd.AddCommand(users, sessions, auditCmd, invitesCommand())
+	cmd.AddCommand(users, sessions, auditCmd, invitesCommand(), linksCommand())
 }
 
 // cliEnv is what a command knows from its config.
@@ -233,6 +236,7 @@ func withEnv(fn func(c *cobra.Command, o ops, env cliEnv, args []string) error) 
 		if err != nil {
 			return err
 		}
+		env.app.secret = secret
 		o := ops{st: st, now: time.Now, app: env.app, secret: secret}
 		if m, err := env.app.newMailer(repl, st); err != nil {
 			return err
@@ -506,4 +510,161 @@ neither --send nor --no-send at a terminal, asks whether to mail it now.`,
 	}
 	invites.AddCommand(create, list, revoke, send)
 	return invites
+}
+
+func linksCommand() *cobra.Command {
+	links := &cobra.Command{Use: "links", Short: "Mints, lists, shows and revokes signed links"}
+	create := &cobra.Command{
+		Use:   "create --user <email|id> --url <url> [--ttl 7d] [--not-before …] [--max-uses N] [--mode request|login] [--method M]... [--data '{…}']",
+		Short: "Mints a signed link for one user and one URL and prints it",
+		Args:  cobra.NoArgs,
+		RunE: withEnv(func(c *cobra.Command, o ops, env cliEnv, _ []string) error {
+			f := c.Flags()
+			var in newLink
+			in.User, _ = f.GetString("user")
+			in.URL, _ = f.GetString("url")
+			in.TTL, _ = f.GetString("ttl")
+			in.NotBefore, _ = f.GetString("not-before")
+			in.Mode, _ = f.GetString("mode")
+			in.Methods, _ = f.GetStringSlice("method")
+			in.BindQuery, _ = f.GetBool("bind-query")
+			if f.Changed("max-uses") {
+				n, _ := f.GetInt("max-uses")
+				in.MaxUses = &n
+			}
+			data, _ := f.GetString("data")
+			var err error
+			if in.Data, err = parseData(data); err != nil {
+				return err
+			}
+			if in.User == "" || in.URL == "" {
+				return fmt.Errorf("--user and --url are required")
+			}
+			if u, err := url.Parse(in.URL); err == nil {
+				for _, s := range env.sites {
+					if s.Handler.Link != nil && s.Handler.Link.Param != "" && invite.SiteOf(s.Host) == invite.SiteOf(u.Host) {
+						in.Param = s.Handler.Link.Param
+					}
+				}
+			}
+			out, err := o.createLink(c.Context(), in, "cli")
+			if err != nil {
+				return err
+			}
+			if wantJSON(c) {
+				return writeJSON(c.OutOrStdout(), out)
+			}
+			fmt.Fprintln(c.OutOrStdout(), out.URL)
+			fmt.Fprintf(c.ErrOrStderr(), "link %s for user %d, %s mode, %s, until %s\n", out.JTI, out.UserID, out.Mode, usesText(out.MaxUses), timeOrDash(*out.ExpiresAt))
+			return nil
+		}),
+	}
+	cf := create.Flags()
+	cf.String("user", "", "User the link is for (email or id)")
+	cf.String("url", "", "Absolute URL the link opens")
+	cf.String("ttl", "7d", "How long the link works")
+	cf.String("not-before", "", "When the link starts to work: RFC 3339 time or a duration from now")
+	cf.Int("max-uses", 1, "How many times the link works; 0 = unlimited until it expires")
+	cf.String("mode", "request", "request (this request only, e.g. unsubscribe) or login (starts a session)")
+	cf.StringSlice("method", nil, "Allowed HTTP method (repeatable); default GET and HEAD, plus the RFC 8058 one-click POST")
+	cf.String("data", "", "JSON object forwarded upstream in X-Latchkey-Link-Data")
+	cf.Bool("bind-query", false, "Bind the link to the URL's exact query too")
+
+	list := &cobra.Command{
+		Use:   "list [--user <email|id>]",
+		Short: "Lists links, newest first",
+		Args:  cobra.NoArgs,
+		RunE: withOps(func(c *cobra.Command, o ops, _ []string) error {
+			user, _ := c.Flags().GetString("user")
+			ls, err := o.links(c.Context(), user)
+			if err != nil {
+				return err
+			}
+			if wantJSON(c) {
+				js := make([]linkJSON, len(ls))
+				for i := range ls {
+					js[i] = toLinkJSON(&ls[i])
+				}
+				return writeJSON(c.OutOrStdout(), js)
+			}
+			tw := tabwriter.NewWriter(c.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "JTI\tUSER\tMODE\tTARGET\tUSES\tEXPIRES\tREVOKED")
+			for _, l := range ls {
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d/%s\t%s\t%s\n", l.JTI, l.UserID, dash(l.Mode), dash(l.Target), l.Uses, maxText(l.MaxUses), timeOrDash(l.ExpiresAt), timeOrDash(l.RevokedAt))
+			}
+			return tw.Flush()
+		}),
+	}
+	list.Flags().String("user", "", "Only this user's links")
+
+	show := &cobra.Command{
+		Use:   "show <jti>",
+		Short: "Shows a link and every attempt to use it (IP, browser, status)",
+		Args:  cobra.ExactArgs(1),
+		RunE: withOps(func(c *cobra.Command, o ops, args []string) error {
+			l, err := o.showLink(c.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if wantJSON(c) {
+				return writeJSON(c.OutOrStdout(), l)
+			}
+			w := c.OutOrStdout()
+			fmt.Fprintf(w, "link %s: user %d, %s mode, %s, used %d of %s, created %s by %s, expires %s, revoked %s\n\n",
+				l.JTI, l.UserID, l.Mode, dash(l.Target), l.Uses, maxText(l.MaxUses), timeOrDash(l.CreatedAt), dash(l.CreatedBy), optTimeText(l.ExpiresAt), optTimeText(l.RevokedAt))
+			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "TIME\tOUTCOME\tREASON\tSTATUS\tMETHOD\tPATH\tCLIENT IP\tBROWSER\tOS\tDEVICE")
+			for _, e := range l.UsesLog {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", timeOrDash(e.Time), e.Outcome, dash(e.Reason), e.Status, e.Method, e.Path,
+					dash(e.ClientIP), dash(strings.TrimSpace(e.Browser+" "+e.Version)), dash(e.OS), dash(e.Device))
+			}
+			return tw.Flush()
+		}),
+	}
+
+	revoke := &cobra.Command{
+		Use:   "revoke <jti> | --user <email|id>",
+		Short: "Revokes one link, or every link of a user",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: withOps(func(c *cobra.Command, o ops, args []string) error {
+			user, _ := c.Flags().GetString("user")
+			jti := ""
+			if len(args) == 1 {
+				jti = args[0]
+			}
+			msg, err := o.revokeLinks(c.Context(), jti, user)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(c.OutOrStdout(), msg)
+			return nil
+		}),
+	}
+	revoke.Flags().String("user", "", "Revoke every link of this user")
+	links.AddCommand(create, list, show, revoke)
+	return links
+}
+
+func maxText(n int) string {
+	if n == 0 {
+		return "unlimited"
+	}
+	return strconv.Itoa(n)
+}
+
+func usesText(n int) string {
+	if n == 0 {
+		return "unlimited uses"
+	}
+	if n == 1 {
+		return "1 use"
+	}
+	return strconv.Itoa(n) + " uses"
+}
+
+func optTimeText(t *time.Time) string {
+	if t == nil {
+		return "-"
+	}
+	return timeOrDash(*t)
 }

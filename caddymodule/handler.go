@@ -38,6 +38,8 @@ type Handler struct {
 	// Invite codes: present turns on the login page and the staff invite
 	// page.
 	Invite *InviteConfig `json:"invite,omitempty"`
+	// Signed links: present makes the route take them.
+	Link *LinkConfig `json:"link,omitempty"`
 
 	gate *gate.Gate
 }
@@ -50,6 +52,17 @@ type SessionConfig struct {
 	Idle caddy.Duration `json:"idle,omitempty"`
 	// A session ends this long after it started, used or not. Default 30d.
 	Lifetime caddy.Duration `json:"lifetime,omitempty"`
+}
+
+// LinkConfig sets how a route takes signed links.
+type LinkConfig struct {
+	// Query parameter that carries the token. Default "token".
+	Param string `json:"param,omitempty"`
+	// A link whose path is under one of these prefixes works anywhere under
+	// it; otherwise a link works on its exact path only.
+	PathPrefixes []string `json:"path_prefixes,omitempty"`
+	// Login-mode links show a confirmation page on GET. Default true.
+	Confirm *bool `json:"confirm,omitempty"`
 }
 
 // InviteConfig sets the invite codes a route accepts.
@@ -153,6 +166,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			deps.Mailer = app.mailer
 		}
 	}
+	var lc gate.LinkConfig
+	if h.Link != nil {
+		deps.Links = app.links
+		lc = gate.LinkConfig{Param: h.Link.Param, PathPrefixes: h.Link.PathPrefixes, Confirm: h.Link.Confirm == nil || *h.Link.Confirm}
+	}
 	h.gate = gate.New(gate.Config{
 		UserHeader:    h.UserHeader,
 		SessionHeader: h.SessionHeader,
@@ -160,6 +178,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Prefix:        h.Prefix,
 		LoginURL:      h.LoginURL,
 		InviteLength:  h.Invite.length(),
+		Link:          lc,
 	}, deps)
 	return nil
 }
@@ -188,6 +207,16 @@ func (h *Handler) Validate() error {
 		}
 		if t := h.Invite.Throttle; t != nil && (t.Attempts < 0 || t.Window < 0) {
 			return errors.New("invite throttle must not be negative")
+		}
+	}
+	if h.Link != nil {
+		if h.Link.Param != "" && !validCookieName(h.Link.Param) {
+			return fmt.Errorf("link param %q is not a valid query parameter name", h.Link.Param)
+		}
+		for _, p := range h.Link.PathPrefixes {
+			if !strings.HasPrefix(p, "/") {
+				return fmt.Errorf("link prefix %q must start with '/'", p)
+			}
 		}
 	}
 	if h.Session != nil {

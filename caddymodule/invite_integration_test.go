@@ -76,7 +76,7 @@ func sessionCookie(t *testing.T, resp *http.Response) string {
 }
 
 func TestInviteFlow(t *testing.T) {
-	o := gwOpts{handler: "invite {\n\t\t\texpiry 3s\n\t\t}"}
+	o := gwOpts{handler: "invite {\n\t\t\texpiry 6s\n\t\t}"}
 	g := startGateway(t, o)
 	inv := g.createInvite(o, "luke@example.com")
 	if len(inv.Code) != 9 || inv.Site != "127.0.0.1" || inv.LoginURL != g.url+"/.latchkey/login" {
@@ -143,7 +143,7 @@ func TestInviteFlow(t *testing.T) {
 	}
 
 	// Once the code has expired, its sessions end and it logs no one in.
-	time.Sleep(time.Until(stored.FirstUsedAt.Add(3*time.Second + 100*time.Millisecond)))
+	time.Sleep(time.Until(stored.FirstUsedAt.Add(6*time.Second + 100*time.Millisecond)))
 	if r := g.get("/late", cookie(token)); r.StatusCode != http.StatusUnauthorized {
 		t.Errorf("session after the code expired: %d, want 401", r.StatusCode)
 	}

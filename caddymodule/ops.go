@@ -13,6 +13,7 @@ import (
 
 	"github.com/latchkeyhq/latchkey/internal/gate"
 	"github.com/latchkeyhq/latchkey/internal/invite"
+	"github.com/latchkeyhq/latchkey/internal/link"
 	"github.com/latchkeyhq/latchkey/internal/session"
 	"github.com/latchkeyhq/latchkey/internal/store"
 )
@@ -29,6 +30,7 @@ type ops struct {
 	// secret keys code hashes; mailer is nil without smtp.
 	secret []byte
 	mailer gate.Mailer
+	ring   *link.KeyRing // the running app's; nil in the CLI, built from the config
 }
 
 // userJSON is how a user looks in --json output and on the admin API.

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/latchkeyhq/latchkey/internal/invite"
+	"github.com/latchkeyhq/latchkey/internal/link"
 	"github.com/latchkeyhq/latchkey/internal/session"
 	"github.com/latchkeyhq/latchkey/internal/store"
 	"github.com/latchkeyhq/latchkey/internal/throttle"
@@ -36,6 +37,9 @@ const (
 	VarUserID    = "http.auth.user.id"
 	VarUserEmail = "http.auth.user.email"
 	VarSessionID = "latchkey.session.id"
+	VarLinkJTI   = "latchkey.link.jti"
+	// VarLinkData prefixes each key of a link's data.
+	VarLinkData = "latchkey.link.data."
 )
 
 // Config is a route's gateway settings. Zero values take the defaults.
@@ -52,6 +56,8 @@ type Config struct {
 	LoginURL string
 	// InviteLength is the length of codes made on the staff page.
 	InviteLength int
+	// Link is how the route takes signed links (when Deps.Links is set).
+	Link LinkConfig
 }
 
 func (c Config) withDefaults() Config {
@@ -66,6 +72,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Prefix == "" {
 		c.Prefix = DefaultPrefix
+	}
+	if c.Link.Param == "" {
+		c.Link.Param = "token"
 	}
 	if c.InviteLength == 0 {
 		c.InviteLength = invite.DefaultLength
@@ -105,6 +114,8 @@ type Deps struct {
 	Audit    Recorder
 	Pages    *web.Pages
 	Logger   *zap.Logger
+	// Links, when set, makes the route take signed links.
+	Links *link.KeyRing
 	// Invites, when set, turns on the login page and the staff invite page.
 	Invites *invite.Service
 	// Throttle limits failed code attempts per client IP.
@@ -126,6 +137,7 @@ type Gate struct {
 	logout  string
 	login   string
 	invite  string
+	jwks    string
 	csrf    *http.CrossOriginProtection
 	userKey string // canonical forms, set with direct map writes
 	sessKey string
@@ -154,6 +166,7 @@ func New(cfg Config, d Deps) *Gate {
 		logout:  cfg.Prefix + "logout",
 		login:   cfg.Prefix + "login",
 		invite:  cfg.Prefix + "invite",
+		jwks:    cfg.Prefix + "jwks.json",
 		csrf:    http.NewCrossOriginProtection(),
 		userKey: http.CanonicalHeaderKey(cfg.UserHeader),
 		sessKey: http.CanonicalHeaderKey(cfg.SessionHeader),
@@ -171,6 +184,12 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, env Env, next N
 
 	if strings.HasPrefix(r.URL.Path, g.cfg.Prefix) {
 		return g.servePage(w, r, env, start)
+	}
+
+	if g.d.Links != nil {
+		if token, rest, found := link.TokenFromQuery(r.URL.RawQuery, g.cfg.Link.Param); found {
+			return g.serveLink(w, r, env, next, start, token, rest)
+		}
 	}
 
 	ev := g.event(r, env, start)
@@ -293,6 +312,14 @@ func (g *Gate) servePage(w http.ResponseWriter, r *http.Request, env Env, start 
 	case g.invite:
 		if g.d.Invites != nil {
 			return g.serveInvitePage(w, r, env, start)
+		}
+	case g.jwks:
+		if g.d.Links != nil {
+			// Public keys only, so that others can verify links offline.
+			w.Header().Set("Content-Type", "application/jwk-set+json")
+			w.Header().Set("Cache-Control", "public, max-age=300")
+			_, err := w.Write(g.d.Links.JWKS())
+			return err
 		}
 	}
 	http.NotFound(w, r)

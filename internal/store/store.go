@@ -32,6 +32,9 @@ type User struct {
 	LastLoginAt    time.Time
 	LastLoginIP    string
 	LoginCount     int64
+	// LinksRevokedBefore: signed links for this user issued (iat) before
+	// this time are refused; set by revoking all of a user's links.
+	LinksRevokedBefore time.Time
 }
 
 // HasRole reports whether the user holds role.
@@ -102,11 +105,12 @@ const (
 
 // AuditFilter selects audit events; zero fields do not filter.
 type AuditFilter struct {
-	Since   time.Time
-	UserID  int64
-	Kind    string
-	Outcome string
-	Limit   int
+	Since        time.Time
+	CredentialID string
+	UserID       int64
+	Kind         string
+	Outcome      string
+	Limit        int
 }
 
 // SessionFilter selects sessions; zero fields do not filter.
@@ -177,6 +181,53 @@ type Redemption struct {
 	// Audit.Time is stored as At.
 	Session *Session
 	Audit   *AuditEvent
+}
+
+// Link is the server-side record of a signed link, keyed by its JWT id. A
+// link minted by the CLI or admin API gets its row at creation; one minted
+// offline (with the mint package) gets it at its first use.
+type Link struct {
+	JTI         string
+	UserID      int64
+	Target      string // host + path the link is bound to
+	Mode        string // "request" or "login"
+	MaxUses     int    // 0: unlimited within ExpiresAt
+	Uses        int
+	CreatedAt   time.Time
+	CreatedBy   string
+	ExpiresAt   time.Time
+	FirstUsedAt time.Time
+	LastUsedAt  time.Time
+	RevokedAt   time.Time
+}
+
+// LinkFilter selects links; zero fields do not filter.
+type LinkFilter struct {
+	UserID int64
+	Limit  int // 0: no limit
+}
+
+// LinkUse is one accepted use of a signed link. The store takes the use with
+// one conditional UPDATE (so N concurrent uses of a max_uses 3 link give
+// exactly 3 successes) and writes the session (login mode) and the audit
+// record in the same transaction.
+type LinkUse struct {
+	// The link as its verified token describes it; used to create the row
+	// when the link was minted offline.
+	JTI       string
+	UserID    int64
+	Target    string
+	Mode      string
+	MaxUses   int
+	ExpiresAt time.Time
+	At        time.Time
+	// Session and Audit are written back, with the defaults CreateSession
+	// fills in and the audit record's ID (for SetAuditStatus), only if the
+	// transaction commits. The store fills in a zero Audit.UserID from
+	// UserID and an empty Audit.SessionID from the session; a zero
+	// Audit.Time is stored as At.
+	Session *Session    // nil in request mode; UserID filled by the caller
+	Audit   *AuditEvent // ID is written back, for SetAuditStatus
 }
 
 // Store is everything latchkey persists. Implementations must be safe for
@@ -257,6 +308,34 @@ type Store interface {
 	// already taken included, is an error that is not ErrConflict, and also
 	// writes nothing. A missing invite matches nothing, so it is ErrConflict.
 	RedeemInvite(ctx context.Context, r *Redemption) (*User, error)
+
+	// CreateLink records a link at creation; an existing JTI is ErrConflict.
+	// A zero CreatedAt is stored as now and written back.
+	CreateLink(ctx context.Context, l *Link) error
+	// Link returns ErrNotFound for a JTI with no row.
+	Link(ctx context.Context, jti string) (*Link, error)
+	// Links lists newest first; a zero Limit means no limit.
+	Links(ctx context.Context, f LinkFilter) ([]Link, error)
+	// RevokeLink keeps the first revocation time; a JTI with no row yet
+	// (minted offline, never used) gets a revoked row (CreatedAt at,
+	// CreatedBy "revoked", MaxUses 1), so it can never be used.
+	RevokeLink(ctx context.Context, jti string, at time.Time) error
+	// RevokeUserLinks sets the user's LinksRevokedBefore to at and revokes
+	// every row of theirs, in one transaction. Missing user: ErrNotFound.
+	RevokeUserLinks(ctx context.Context, userID int64, at time.Time) error
+	// UseLink takes one use: it creates the row if missing (from u, with
+	// CreatedAt u.At and CreatedBy "offline"; an existing row keeps its own
+	// MaxUses and other fields), then conditionally increments uses (not
+	// revoked, uses < max_uses unless max_uses is 0) and returns the new
+	// count. A link used up or revoked is ErrConflict with nothing written;
+	// the caller re-reads to tell which. As for RedeemInvite, only that
+	// refusal is ErrConflict: any other failure (a taken session ID or
+	// token hash included) is another error, and also writes nothing.
+	UseLink(ctx context.Context, u *LinkUse) (uses int, err error)
+	// SetAuditStatus fills in the response status and latency of an audit
+	// record written earlier (a consumed credential's record is written
+	// before the upstream answers). A missing record is ErrNotFound.
+	SetAuditStatus(ctx context.Context, id int64, status int, latency time.Duration) error
 
 	// SchemaVersion is the version of the newest migration applied.
 	SchemaVersion(ctx context.Context) (int, error)

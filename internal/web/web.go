@@ -29,6 +29,7 @@ const (
 	PageLogout  = "logout.html"
 	PageLogin   = "login.html"
 	PageInvite  = "invite.html"
+	PageConfirm = "confirm.html"
 )
 
 // New parses the embedded templates and, for each file of the same name in

@@ -78,6 +78,36 @@ func (s *Store) WriteAudit(ctx context.Context, events []store.AuditEvent) error
 	return nil
 }
 
+// insertAuditTx writes e in tx, the transaction of a consumed credential,
+// and writes back into e its ID and, if it was zero, its Time, which is
+// stored as at.
+func (s *Store) insertAuditTx(ctx context.Context, tx *sql.Tx, e *store.AuditEvent, at time.Time) error {
+	st := tx.StmtContext(ctx, s.insertAudit)
+	defer st.Close()
+	res, err := st.ExecContext(ctx, appendAuditArgs(nil, e, at.UnixNano())...)
+	if err != nil {
+		return fmt.Errorf("writing audit event: %w", err)
+	}
+	if e.ID, err = res.LastInsertId(); err != nil {
+		return fmt.Errorf("writing audit event: %w", err)
+	}
+	if e.Time.IsZero() {
+		e.Time = at
+	}
+	return nil
+}
+
+// SetAuditStatus fills in the status and latency (kept to the microsecond)
+// of the record with id; a missing record is store.ErrNotFound.
+func (s *Store) SetAuditStatus(ctx context.Context, id int64, status int, latency time.Duration) error {
+	res, err := s.w.ExecContext(ctx, `UPDATE audit SET status = ?, latency_us = ? WHERE id = ?`,
+		int64(status), latency.Microseconds(), id)
+	if err := oneRow(res, err); err != nil {
+		return fmt.Errorf("setting status %d of audit event %d: %w", status, id, err)
+	}
+	return nil
+}
+
 // Audit lists newest first; a zero Limit means defaultAuditLimit.
 func (s *Store) Audit(ctx context.Context, f store.AuditFilter) ([]store.AuditEvent, error) {
 	var q strings.Builder
@@ -90,6 +120,10 @@ func (s *Store) Audit(ctx context.Context, f store.AuditFilter) ([]store.AuditEv
 	if f.UserID != 0 {
 		q.WriteString(` AND user_id = ?`)
 		args = append(args, f.UserID)
+	}
+	if f.CredentialID != "" {
+		q.WriteString(` AND credential_id = ?`)
+		args = append(args, f.CredentialID)
 	}
 	if f.Kind != "" {
 		q.WriteString(` AND kind = ?`)

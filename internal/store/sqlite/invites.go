@@ -255,6 +255,7 @@ func (s *Store) RedeemInvite(ctx context.Context, r *store.Redemption) (*store.U
 				}
 				nu.Site, nu.Email, nu.Active = site, email, true
 				nu.CurrentLoginAt, nu.CurrentLoginIP, nu.LastLoginAt, nu.LastLoginIP, nu.LoginCount = time.Time{}, "", time.Time{}, "", 0
+				nu.LinksRevokedBefore = time.Time{}
 				if err := insertUser(ctx, tx, &nu); err != nil {
 					return err
 				}
@@ -303,17 +304,8 @@ func (s *Store) RedeemInvite(ctx context.Context, r *store.Redemption) (*store.U
 			if r.Session != nil {
 				event.SessionID = sess.ID
 			}
-			st := tx.StmtContext(ctx, s.insertAudit)
-			defer st.Close()
-			res, err := st.ExecContext(ctx, appendAuditArgs(nil, &event, at.UnixNano())...)
-			if err != nil {
-				return fmt.Errorf("writing audit event: %w", err)
-			}
-			if event.ID, err = res.LastInsertId(); err != nil {
-				return fmt.Errorf("writing audit event: %w", err)
-			}
-			if event.Time.IsZero() {
-				event.Time = at
+			if err := s.insertAuditTx(ctx, tx, &event, at); err != nil {
+				return err
 			}
 		}
 		if err := scanUser(tx.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users u WHERE u.id = ?`, uid), &user); err != nil {

@@ -90,7 +90,7 @@ func TestMigrateFromEmpty(t *testing.T) {
 		t.Errorf("applied %v, want %v", applied, want)
 	}
 	got := tables(t, db)
-	for _, name := range []string{"audit", "invites", "meta", "schema_migrations", "sessions", "user_roles", "users"} {
+	for _, name := range []string{"audit", "invites", "links", "meta", "schema_migrations", "sessions", "user_roles", "users"} {
 		if !slices.Contains(got, name) {
 			t.Errorf("table %s missing; have %v", name, got)
 		}
@@ -192,6 +192,144 @@ func TestUpgradeFromV1(t *testing.T) {
 	inv := &store.Invite{Site: "x.example", Email: "a@example.org", CodeHash: []byte{1}, UserID: u.ID}
 	if err := s.CreateInvite(ctx, inv); err != nil {
 		t.Errorf("CreateInvite after upgrade: %v", err)
+	}
+}
+
+// TestUpgradeFromV2 opens a file at schema version 2 (before links), with
+// a user, a role, an invite, a session and audit records in it, and checks
+// that Open brings it up to date keeping all of them, and that the new
+// column and table work on the old rows.
+func TestUpgradeFromV2(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "latchkey.db")
+	db := rawDB(t, path)
+	if applied, err := migrate(ctx, db, migrations[:2]); err != nil || !slices.Equal(applied, []int{1, 2}) {
+		t.Fatalf("migrate to v2: applied %v, %v", applied, err)
+	}
+	for _, q := range []string{
+		`INSERT INTO users (id, site, email, name, active, created_at, login_count) VALUES (7, 'x.example', 'a@example.org', 'Ann', 1, 1000, 3)`,
+		`INSERT INTO user_roles (user_id, role) VALUES (7, 'admin')`,
+		`INSERT INTO invites (id, site, email, code_hash, created_at, user_id, use_count) VALUES (5, 'x.example', 'a@example.org', x'01', 2000, 7, 1)`,
+		`INSERT INTO sessions (id, token_hash, user_id, created_at, last_seen_at, expires_at, kind, credential_id) VALUES ('s1', x'02', 7, 3000, 3000, 4000, 'invite', '5')`,
+		`INSERT INTO audit (time, kind, credential_id, user_id, outcome) VALUES (5000, 'invite', '5', 7, 'accepted'), (6000, 'session', '', 7, 'refused')`,
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	db.Close()
+
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer s.Close()
+	if v, err := s.SchemaVersion(ctx); err != nil || v != SchemaVersion {
+		t.Errorf("SchemaVersion = %d, %v; want %d", v, err, SchemaVersion)
+	}
+	u, err := s.User(ctx, 7)
+	if err != nil {
+		t.Fatalf("User after upgrade: %v", err)
+	}
+	if u.Email != "a@example.org" || u.Name != "Ann" || !u.Active || u.LoginCount != 3 || !u.HasRole("admin") ||
+		u.CreatedAt.UnixNano() != 1000 || !u.LinksRevokedBefore.IsZero() {
+		t.Errorf("user after upgrade = %+v", u)
+	}
+	if inv, err := s.Invite(ctx, 5); err != nil || inv.UserID != 7 || inv.UseCount != 1 {
+		t.Errorf("invite after upgrade = %+v, %v", inv, err)
+	}
+	if sess, err := s.SessionByTokenHash(ctx, []byte{2}); err != nil || sess.ID != "s1" || sess.UserID != 7 {
+		t.Errorf("session after upgrade = %+v, %v", sess, err)
+	}
+	if ev, err := s.Audit(ctx, store.AuditFilter{UserID: 7}); err != nil || len(ev) != 2 {
+		t.Errorf("audit after upgrade = %+v, %v", ev, err)
+	}
+	if ev, err := s.Audit(ctx, store.AuditFilter{CredentialID: "5"}); err != nil || len(ev) != 1 || ev[0].Kind != "invite" {
+		t.Errorf("audit of credential 5 after upgrade = %+v, %v", ev, err)
+	}
+
+	// The old user takes links.
+	if err := s.CreateLink(ctx, &store.Link{JTI: "j1", UserID: 7, MaxUses: 1, ExpiresAt: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatalf("CreateLink after upgrade: %v", err)
+	}
+	if n, err := s.UseLink(ctx, &store.LinkUse{JTI: "j1", UserID: 7, MaxUses: 1, At: time.Now()}); err != nil || n != 1 {
+		t.Errorf("UseLink after upgrade = %d, %v", n, err)
+	}
+	at := time.Unix(0, 7000)
+	if err := s.RevokeUserLinks(ctx, 7, at); err != nil {
+		t.Fatalf("RevokeUserLinks after upgrade: %v", err)
+	}
+	if u, err := s.User(ctx, 7); err != nil || !u.LinksRevokedBefore.Equal(at) {
+		t.Errorf("user after RevokeUserLinks = %+v, %v", u, err)
+	}
+}
+
+// TestLinkZeroValuesAreNull checks that a link's unset times and missing
+// user are NULL, as for the other tables, that its user is a foreign key,
+// and that a user's links_revoked_before starts NULL.
+func TestLinkZeroValuesAreNull(t *testing.T) {
+	ctx := t.Context()
+	s := openTemp(t)
+	if err := s.CreateLink(ctx, &store.Link{JTI: "j1"}); err != nil {
+		t.Fatal(err)
+	}
+	var nulls int
+	if err := s.r.QueryRow(`SELECT (user_id IS NULL) + (expires_at IS NULL) + (first_used_at IS NULL) + (last_used_at IS NULL) + (revoked_at IS NULL)
+		FROM links WHERE jti = 'j1'`).Scan(&nulls); err != nil {
+		t.Fatal(err)
+	}
+	if nulls != 5 {
+		t.Errorf("%d of 5 unset columns are NULL", nulls)
+	}
+	if err := s.CreateLink(ctx, &store.Link{JTI: "j2", UserID: 99}); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("CreateLink for a missing user: %v, want ErrNotFound", err)
+	}
+	_, err := s.UseLink(ctx, &store.LinkUse{JTI: "j3", UserID: 99, MaxUses: 1})
+	if err == nil || errors.Is(err, store.ErrConflict) {
+		t.Errorf("UseLink of an offline link for a missing user: %v, want an error that is not ErrConflict", err)
+	}
+	if _, err := s.Link(ctx, "j3"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a failed UseLink left a row: %v", err)
+	}
+	u := &store.User{Email: "a@example.org"}
+	if err := s.CreateUser(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	var before sql.NullInt64
+	if err := s.r.QueryRow(`SELECT links_revoked_before FROM users WHERE id = ?`, u.ID).Scan(&before); err != nil {
+		t.Fatal(err)
+	}
+	if before.Valid {
+		t.Errorf("links_revoked_before of a new user is %d, want NULL", before.Int64)
+	}
+}
+
+// TestLinkQueriesUseIndexes checks the plans of the lookups the new
+// indexes are for: a credential's audit trail and a user's links.
+func TestLinkQueriesUseIndexes(t *testing.T) {
+	s := openTemp(t)
+	for q, index := range map[string]string{
+		`SELECT ` + auditColumns + ` FROM audit WHERE 1 AND credential_id = ? ORDER BY time DESC, id DESC LIMIT ?`: "audit_credential_time",
+		`SELECT ` + linkColumns + ` FROM links WHERE 1 AND user_id = ? ORDER BY created_at DESC, rowid DESC`:       "links_user_created",
+		`UPDATE links SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL`:                                 "links_user_created",
+	} {
+		rows, err := s.r.Query(`EXPLAIN QUERY PLAN `+q, 1, 2)
+		if err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		var plan strings.Builder
+		for rows.Next() {
+			var id, parent, notused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan.WriteString(detail + "\n")
+		}
+		rows.Close()
+		if !strings.Contains(plan.String(), index) || strings.Contains(plan.String(), "TEMP B-TREE") {
+			t.Errorf("plan of %s:\n%s\nwant it to use %s without sorting", q, plan.String(), index)
+		}
 	}
 }
 

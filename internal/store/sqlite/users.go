@@ -22,16 +22,18 @@ func normEmail(email string) string {
 // that a user and its roles come from one snapshot without a transaction.
 const userColumns = `u.id, u.site, u.email, u.name, u.phone, u.active, u.created_at,
 	u.current_login_at, u.current_login_ip, u.last_login_at, u.last_login_ip, u.login_count,
+	u.links_revoked_before,
 	(SELECT json_group_array(role) FROM (SELECT role FROM user_roles WHERE user_id = u.id ORDER BY role))`
 
 func scanUser(row interface{ Scan(...any) error }, u *store.User) error {
-	var created, cur, last sql.NullInt64
+	var created, cur, last, linksBefore sql.NullInt64
 	var roles string
 	if err := row.Scan(&u.ID, &u.Site, &u.Email, &u.Name, &u.Phone, &u.Active, &created,
-		&cur, &u.CurrentLoginIP, &last, &u.LastLoginIP, &u.LoginCount, &roles); err != nil {
+		&cur, &u.CurrentLoginIP, &last, &u.LastLoginIP, &u.LoginCount, &linksBefore, &roles); err != nil {
 		return err
 	}
 	u.CreatedAt, u.CurrentLoginAt, u.LastLoginAt = fromNanos(created), fromNanos(cur), fromNanos(last)
+	u.LinksRevokedBefore = fromNanos(linksBefore)
 	u.Roles = nil
 	if roles != "[]" {
 		if err := json.Unmarshal([]byte(roles), &u.Roles); err != nil {
@@ -72,10 +74,12 @@ func insertUser(ctx context.Context, tx *sql.Tx, u *store.User) error {
 		created = time.Now()
 	}
 	res, err := tx.ExecContext(ctx, `INSERT INTO users
-		(site, email, name, phone, active, created_at, current_login_at, current_login_ip, last_login_at, last_login_ip, login_count)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		(site, email, name, phone, active, created_at, current_login_at, current_login_ip, last_login_at, last_login_ip, login_count,
+		 links_revoked_before)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		u.Site, email, u.Name, u.Phone, u.Active, created.UnixNano(),
-		nanos(u.CurrentLoginAt), u.CurrentLoginIP, nanos(u.LastLoginAt), u.LastLoginIP, u.LoginCount)
+		nanos(u.CurrentLoginAt), u.CurrentLoginIP, nanos(u.LastLoginAt), u.LastLoginIP, u.LoginCount,
+		nanos(u.LinksRevokedBefore))
 	if isUniqueViolation(err) {
 		return fail(store.ErrConflict)
 	}

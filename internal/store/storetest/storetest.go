@@ -55,6 +55,19 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"RedeemWindow", testRedeemWindow},
 		{"RedeemConcurrent", testRedeemConcurrent},
 		{"RedeemRollback", testRedeemRollback},
+		{"Links", testLinks},
+		{"LinkConflict", testLinkConflict},
+		{"UseLinkCreated", testUseLinkCreated},
+		{"UseLinkOffline", testUseLinkOffline},
+		{"UseLinkUnlimited", testUseLinkUnlimited},
+		{"UseLinkRefused", testUseLinkRefused},
+		{"UseLinkConcurrent", testUseLinkConcurrent},
+		{"UseLinkOfflineConcurrent", testUseLinkOfflineConcurrent},
+		{"UseLinkWrites", testUseLinkWrites},
+		{"UseLinkRollback", testUseLinkRollback},
+		{"SetAuditStatus", testSetAuditStatus},
+		{"RevokeLink", testRevokeLink},
+		{"RevokeUserLinks", testRevokeUserLinks},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -113,6 +126,7 @@ func diffUser(got, want *store.User) []string {
 	check("LastLoginAt", equalTime(got.LastLoginAt, want.LastLoginAt), got.LastLoginAt, want.LastLoginAt)
 	check("LastLoginIP", got.LastLoginIP == want.LastLoginIP, got.LastLoginIP, want.LastLoginIP)
 	check("LoginCount", got.LoginCount == want.LoginCount, got.LoginCount, want.LoginCount)
+	check("LinksRevokedBefore", equalTime(got.LinksRevokedBefore, want.LinksRevokedBefore), got.LinksRevokedBefore, want.LinksRevokedBefore)
 	return d
 }
 
@@ -640,6 +654,8 @@ func testAuditFilter(t *testing.T, s store.Store) {
 			UserID:  int64(i % 3), // 0: unknown user
 			Outcome: store.OutcomeAccepted,
 			Path:    fmt.Sprintf("/%d", i),
+			// c1 and c10, c11: an exact match, not a prefix.
+			CredentialID: fmt.Sprintf("c%d", i%12),
 		}
 		if i%5 == 0 {
 			e.Outcome = store.OutcomeRefused
@@ -661,6 +677,7 @@ func testAuditFilter(t *testing.T, s store.Store) {
 			e := events[i]
 			if (f.Since.IsZero() || !e.Time.Before(f.Since)) &&
 				(f.UserID == 0 || e.UserID == f.UserID) &&
+				(f.CredentialID == "" || e.CredentialID == f.CredentialID) &&
 				(f.Kind == "" || e.Kind == f.Kind) &&
 				(f.Outcome == "" || e.Outcome == f.Outcome) {
 				paths = append(paths, e.Path)
@@ -685,6 +702,11 @@ func testAuditFilter(t *testing.T, s store.Store) {
 		{Kind: "ticket", Limit: 3},
 		{Kind: "none"},
 		{Since: at(time.Hour)},
+		{CredentialID: "c1"},
+		{CredentialID: "c10", Since: at(20 * time.Second)},
+		{CredentialID: "c3", Kind: "link"},
+		{CredentialID: "c5", Outcome: store.OutcomeRefused, Limit: 1},
+		{CredentialID: "c"},
 	} {
 		got, err := s.Audit(ctx, f)
 		if err != nil {

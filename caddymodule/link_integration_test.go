@@ -1,0 +1,277 @@
+package caddymodule_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/latchkeyhq/latchkey/internal/store"
+)
+
+type mintedLink struct {
+	JTI string `json:"jti"`
+	URL string `json:"url"`
+}
+
+func (g *gateway) mintLink(o gwOpts, args ...string) mintedLink {
+	g.t.Helper()
+	out := g.cli(o, append([]string{"links", "create", "--json"}, args...)...)
+	var l mintedLink
+	if err := json.Unmarshal([]byte(out), &l); err != nil || l.URL == "" {
+		g.t.Fatalf("links create output %q: %v", out, err)
+	}
+	return l
+}
+
+func (g *gateway) send(method, rawURL, body string, hdr map[string]string) *http.Response {
+	g.t.Helper()
+	req, err := http.NewRequest(method, rawURL, strings.NewReader(body))
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	req.Header.Set("User-Agent", firefoxUA)
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	return g.do(req)
+}
+
+func TestUnsubscribeLinkRequestMode(t *testing.T) {
+	o := gwOpts{handler: "link"}
+	g := startGateway(t, o)
+	u := g.user("leonard@example.com")
+	l := g.mintLink(o, "--user", "leonard@example.com", "--url", g.url+"/unsubscribe?list=news", "--data", `{"list":"news","name":"Léonard"}`)
+
+	resp := g.send(http.MethodGet, l.URL, "", nil)
+	if resp.StatusCode != 200 {
+		t.Fatalf("unsubscribe link: %d", resp.StatusCode)
+	}
+	if resp.Header.Get("Referrer-Policy") != "no-referrer" || resp.Header.Get("Cache-Control") != "no-store" {
+		t.Errorf("response headers %v", resp.Header)
+	}
+	if len(resp.Cookies()) != 0 {
+		t.Errorf("request mode set a cookie: %v", resp.Cookies())
+	}
+	seen := g.upstream.last(t)
+	if seen.Get("X-User-ID") != fmt.Sprint(u.ID) {
+		t.Errorf("upstream X-User-ID %q, want %d", seen.Get("X-User-ID"), u.ID)
+	}
+	var data map[string]string
+	if err := json.Unmarshal([]byte(seen.Get("X-Latchkey-Link-Data")), &data); err != nil || data["name"] != "Léonard" || data["list"] != "news" {
+		t.Errorf("link data %q: %v", seen.Get("X-Latchkey-Link-Data"), err)
+	}
+	g.upstream.mu.Lock()
+	uri := g.upstream.uris[len(g.upstream.uris)-1]
+	g.upstream.mu.Unlock()
+	if uri != "/unsubscribe?list=news" {
+		t.Errorf("upstream got %q, want the URL without the token", uri)
+	}
+
+	// max_uses 1: the second use is refused.
+	if r := g.send(http.MethodGet, l.URL, "", nil); r.StatusCode != http.StatusGone {
+		t.Errorf("second use: %d, want 410", r.StatusCode)
+	}
+	g.waitAudit(store.AuditFilter{Kind: "link", Outcome: store.OutcomeRefused}, 1) // refusals are batched
+	out := g.cli(o, "links", "show", l.JTI, "--json")
+	var shown struct {
+		Uses    int `json:"uses"`
+		UsesLog []struct {
+			Outcome  string `json:"outcome"`
+			Reason   string `json:"reason"`
+			ClientIP string `json:"client_ip"`
+			Browser  string `json:"browser"`
+			Status   int    `json:"status"`
+		} `json:"uses_log"`
+	}
+	if err := json.Unmarshal([]byte(out), &shown); err != nil {
+		t.Fatal(err)
+	}
+	if shown.Uses != 1 || len(shown.UsesLog) < 2 {
+		t.Fatalf("links show: %s", out)
+	}
+	var accepted, usedUp bool
+	for _, e := range shown.UsesLog {
+		if e.Outcome == store.OutcomeAccepted && e.Status == 200 && e.ClientIP == "127.0.0.1" && e.Browser == "Firefox" {
+			accepted = true
+		}
+		if e.Outcome == store.OutcomeRefused && e.Reason == "used_up" && e.Status == http.StatusGone {
+			usedUp = true
+		}
+	}
+	if !accepted || !usedUp {
+		t.Errorf("links show lacks the use (IP, browser, upstream status) or the refusal:\n%s", out)
+	}
+}
+
+func TestOneClickUnsubscribePost(t *testing.T) {
+	o := gwOpts{handler: "link"}
+	g := startGateway(t, o)
+	g.user("ann@example.com")
+	l := g.mintLink(o, "--user", "ann@example.com", "--url", g.url+"/unsubscribe")
+	if r := g.send(http.MethodPost, l.URL, "foo=bar", nil); r.StatusCode != http.StatusForbidden {
+		t.Errorf("POST that is not one-click: %d, want 403", r.StatusCode)
+	}
+	if r := g.send(http.MethodPost, l.URL, "List-Unsubscribe=One-Click", nil); r.StatusCode != 200 {
+		t.Fatalf("RFC 8058 one-click POST: %d", r.StatusCode)
+	}
+	if g.upstream.count() != 1 {
+		t.Fatalf("upstream got %d requests", g.upstream.count())
+	}
+}
+
+func TestMagicLinkLoginWithConfirmation(t *testing.T) {
+	o := gwOpts{handler: "link"}
+	g := startGateway(t, o)
+	u := g.user("max@example.com")
+	l := g.mintLink(o, "--user", "max@example.com", "--url", g.url+"/dashboard?tab=1", "--mode", "login")
+
+	// A scanner's GET sees a page with a button, and uses nothing.
+	for i := 0; i < 3; i++ {
+		r := g.send(http.MethodGet, l.URL, "", nil)
+		if r.StatusCode != 200 || r.Header.Get("Referrer-Policy") != "no-referrer" || len(r.Cookies()) != 0 {
+			t.Fatalf("GET of a login link: %d %v", r.StatusCode, r.Header)
+		}
+	}
+	if g.upstream.count() != 0 {
+		t.Fatal("the confirmation page reached the upstream")
+	}
+	if row, err := g.st.Link(t.Context(), l.JTI); err != nil || row.Uses != 0 {
+		t.Fatalf("after GETs: %+v %v", row, err)
+	}
+	resp := g.send(http.MethodPost, l.URL, "latchkey_confirm=1", nil)
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/dashboard?tab=1" {
+		t.Fatalf("confirming: %d Location %q, want 303 to the clean URL", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	token := sessionCookie(t, resp)
+	if r := g.get("/dashboard?tab=1", cookie(token)); r.StatusCode != 200 {
+		t.Fatalf("with the session: %d", r.StatusCode)
+	}
+	if got := g.upstream.last(t).Get("X-User-ID"); got != fmt.Sprint(u.ID) {
+		t.Errorf("upstream X-User-ID %q, want %d", got, u.ID)
+	}
+	if r := g.send(http.MethodPost, l.URL, "latchkey_confirm=1", nil); r.StatusCode != http.StatusGone {
+		t.Errorf("second use of the magic link: %d, want 410", r.StatusCode)
+	}
+}
+
+func TestLinkRefusals(t *testing.T) {
+	o := gwOpts{handler: "link"}
+	g := startGateway(t, o)
+	g.user("rex@example.com")
+	off := g.user("off@example.com")
+	l := g.mintLink(o, "--user", "rex@example.com", "--url", g.url+"/unsubscribe", "--max-uses", "0")
+	offLink := g.mintLink(o, "--user", "off@example.com", "--url", g.url+"/unsubscribe")
+	if err := g.st.SetUserActive(t.Context(), off.ID, false); err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse(l.URL)
+	token := u.Query().Get("token")
+	tampered := token[:len(token)-4] + strings.Map(func(r rune) rune {
+		if r == 'A' {
+			return 'B'
+		}
+		return 'A'
+	}, token[len(token)-4:])
+	cases := []struct {
+		name, url, method string
+		status            int
+		reason            string
+	}{
+		{"wrong path", g.url + "/account?token=" + token, http.MethodGet, 403, "wrong_target"},
+		{"wrong method", l.URL, http.MethodDelete, 403, "wrong_target"},
+		{"tampered", g.url + "/unsubscribe?token=" + tampered, http.MethodGet, 401, "bad_signature"},
+		{"garbage", g.url + "/unsubscribe?token=not.a.jwt", http.MethodGet, 401, "bad_signature"},
+		{"inactive user", offLink.URL, http.MethodGet, 403, "inactive_user"},
+	}
+	for _, c := range cases {
+		if r := g.send(c.method, c.url, "", nil); r.StatusCode != c.status {
+			t.Errorf("%s: %d, want %d", c.name, r.StatusCode, c.status)
+		}
+	}
+	if g.upstream.count() != 0 {
+		t.Fatal("a refused link reached the upstream")
+	}
+	// Unlimited uses until revoked.
+	for i := 0; i < 3; i++ {
+		if r := g.send(http.MethodGet, l.URL, "", nil); r.StatusCode != 200 {
+			t.Fatalf("use %d of an unlimited link: %d", i+1, r.StatusCode)
+		}
+	}
+	g.cli(o, "links", "revoke", l.JTI)
+	if r := g.send(http.MethodGet, l.URL, "", nil); r.StatusCode != http.StatusGone {
+		t.Errorf("revoked link: %d, want 410", r.StatusCode)
+	}
+	l2 := g.mintLink(o, "--user", "rex@example.com", "--url", g.url+"/unsubscribe")
+	g.cli(o, "links", "revoke", "--user", "rex@example.com")
+	if r := g.send(http.MethodGet, l2.URL, "", nil); r.StatusCode != http.StatusGone {
+		t.Errorf("link of a user whose links were revoked: %d, want 410", r.StatusCode)
+	}
+	evs := g.waitAudit(store.AuditFilter{Kind: "link", Outcome: store.OutcomeRefused}, len(cases)+2)
+	reasons := map[string]int{}
+	for _, e := range evs {
+		reasons[e.Reason]++
+	}
+	for _, c := range cases {
+		if reasons[c.reason] == 0 {
+			t.Errorf("no refusal audited as %s: %v", c.reason, reasons)
+		}
+	}
+	if reasons["revoked"] != 2 {
+		t.Errorf("revocations audited: %v", reasons)
+	}
+}
+
+// TestConcurrentUsesOfMaxUses3Link fires 200 requests at once with one
+// max_uses 3 link: exactly 3 may reach the upstream.
+func TestConcurrentUsesOfMaxUses3Link(t *testing.T) {
+	o := gwOpts{handler: "link"}
+	g := startGateway(t, o)
+	g.user("crowd@example.com")
+	l := g.mintLink(o, "--user", "crowd@example.com", "--url", g.url+"/unsubscribe", "--max-uses", "3")
+	const n = 200
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	statuses := map[int]int{}
+	start := make(chan struct{})
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: n}}
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			resp, err := client.Get(l.URL)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			mu.Lock()
+			statuses[resp.StatusCode]++
+			mu.Unlock()
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if statuses[200] != 3 || statuses[http.StatusGone] != n-3 || g.upstream.count() != 3 {
+		t.Fatalf("statuses %v, upstream saw %d; want exactly 3 successes and %d 410s", statuses, g.upstream.count(), n-3)
+	}
+	evs := g.waitAudit(store.AuditFilter{Kind: "link", Outcome: store.OutcomeRefused, CredentialID: l.JTI}, n-3)
+	for _, e := range evs {
+		if e.Reason != "used_up" {
+			t.Fatalf("refusal audited as %q, want used_up", e.Reason)
+		}
+	}
+	row, err := g.st.Link(t.Context(), l.JTI)
+	if err != nil || row.Uses != 3 {
+		t.Fatalf("link row: %+v %v", row, err)
+	}
+}

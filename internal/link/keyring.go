@@ -1,0 +1,318 @@
+package link
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/latchkeyhq/latchkey/internal/keys"
+)
+
+// Algorithms a Key may use.
+const (
+	AlgHS256 = "HS256"
+	AlgEdDSA = "EdDSA"
+)
+
+// minHS256Secret is the shortest HS256 key accepted, in bytes.
+const minHS256Secret = 32
+
+// Key is one key of a KeyRing.
+type Key struct {
+	ID  string // kid; non-empty, unique in the ring
+	Alg string // AlgHS256 or AlgEdDSA
+	// Secret is the HS256 key (at least 32 bytes).
+	Secret []byte
+	// Private signs EdDSA tokens; a key without it only verifies (it cannot
+	// be a ring's first key).
+	Private ed25519.PrivateKey
+	// Public verifies EdDSA tokens; derived from Private when empty.
+	Public ed25519.PublicKey
+}
+
+// HS256Key is the HS256 key kid derived from the gateway secret; the
+// gateway's default key is HS256Key(secret, "default").
+func HS256Key(gatewaySecret []byte, kid string) Key {
+	return Key{ID: kid, Alg: AlgHS256, Secret: keys.Derive(gatewaySecret, "link:"+kid)}
+}
+
+// Ed25519Key is an EdDSA signing key.
+func Ed25519Key(kid string, priv ed25519.PrivateKey) Key {
+	k := Key{ID: kid, Alg: AlgEdDSA, Private: priv}
+	if len(priv) == ed25519.PrivateKeySize {
+		k.Public = priv.Public().(ed25519.PublicKey)
+	}
+	return k
+}
+
+// ParseEd25519PrivateKeyPEM reads an Ed25519 private key from a PKCS#8 PEM
+// block ("PRIVATE KEY"), as `openssl genpkey -algorithm ed25519` writes it.
+func ParseEd25519PrivateKeyPEM(pemBytes []byte) (ed25519.PrivateKey, error) {
+	block, _ := pem.Decode(pemBytes)
+	if block == nil {
+		return nil, errors.New("no PEM block found (want a PKCS#8 \"PRIVATE KEY\" block, e.g. from `openssl genpkey -algorithm ed25519`)")
+	}
+	switch block.Type {
+	case "PRIVATE KEY":
+	case "ENCRYPTED PRIVATE KEY":
+		return nil, errors.New("encrypted private keys are not supported; decrypt it first (`openssl pkey -in key.pem -out plain.pem`)")
+	case "OPENSSH PRIVATE KEY":
+		return nil, errors.New("OpenSSH private keys are not supported; use PKCS#8 (`openssl genpkey -algorithm ed25519`)")
+	default:
+		return nil, fmt.Errorf("PEM block is %q, want \"PRIVATE KEY\" (PKCS#8)", block.Type)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("parsing PKCS#8 private key: %w", err)
+	}
+	priv, ok := k.(ed25519.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("private key is %T, not Ed25519", k)
+	}
+	return priv, nil
+}
+
+// ringKey is a checked Key with what signing and verifying need.
+type ringKey struct {
+	id, alg string
+	method  jwt.SigningMethod
+	sign    any // []byte or ed25519.PrivateKey; nil: verify only
+	verify  any // []byte or ed25519.PublicKey
+	methods []string
+}
+
+// KeyRing signs links with its first key and verifies them with any of its
+// keys. It is safe for concurrent use.
+type KeyRing struct {
+	keys  []*ringKey
+	byID  map[string]*ringKey
+	jwks  []byte
+	first *ringKey
+}
+
+// NewKeyRing checks keys and makes a ring of them: at least one, kids
+// non-empty and unique, algorithms known and key material valid. The first
+// key signs and must be able to (an EdDSA key needs its private half);
+// every key verifies, so a rotated key is kept after the new one until the
+// links it signed have expired.
+func NewKeyRing(ks ...Key) (*KeyRing, error) {
+	if len(ks) == 0 {
+		return nil, errors.New("link: a key ring needs at least one key")
+	}
+	kr := &KeyRing{byID: make(map[string]*ringKey, len(ks))}
+	type jwk struct {
+		Kty string `json:"kty"`
+		Crv string `json:"crv"`
+		X   string `json:"x"`
+		Kid string `json:"kid"`
+		Alg string `json:"alg"`
+		Use string `json:"use"`
+	}
+	set := struct {
+		Keys []jwk `json:"keys"`
+	}{Keys: []jwk{}}
+	for i, k := range ks {
+		if k.ID == "" {
+			return nil, fmt.Errorf("link: key %d has no kid", i+1)
+		}
+		if _, dup := kr.byID[k.ID]; dup {
+			return nil, fmt.Errorf("link: kid %q appears twice", k.ID)
+		}
+		rk := &ringKey{id: k.ID, alg: k.Alg, methods: []string{k.Alg}}
+		switch k.Alg {
+		case AlgHS256:
+			if len(k.Secret) < minHS256Secret {
+				return nil, fmt.Errorf("link: key %q: HS256 secret of %d bytes is too short; use at least %d", k.ID, len(k.Secret), minHS256Secret)
+			}
+			s := bytes.Clone(k.Secret)
+			rk.method, rk.sign, rk.verify = jwt.SigningMethodHS256, s, s
+		case AlgEdDSA:
+			pub := k.Public
+			if k.Private != nil {
+				if len(k.Private) != ed25519.PrivateKeySize {
+					return nil, fmt.Errorf("link: key %q: Ed25519 private key has %d bytes, want %d", k.ID, len(k.Private), ed25519.PrivateKeySize)
+				}
+				priv := ed25519.PrivateKey(bytes.Clone(k.Private))
+				derived := priv.Public().(ed25519.PublicKey)
+				if pub != nil && !pub.Equal(derived) {
+					return nil, fmt.Errorf("link: key %q: public key does not match the private key", k.ID)
+				}
+				pub, rk.sign = derived, priv
+			}
+			if len(pub) != ed25519.PublicKeySize {
+				return nil, fmt.Errorf("link: key %q: Ed25519 key needs a private key or a %d-byte public key", k.ID, ed25519.PublicKeySize)
+			}
+			pub = ed25519.PublicKey(bytes.Clone(pub))
+			rk.method, rk.verify = jwt.SigningMethodEdDSA, pub
+			set.Keys = append(set.Keys, jwk{
+				Kty: "OKP", Crv: "Ed25519", X: base64.RawURLEncoding.EncodeToString(pub),
+				Kid: k.ID, Alg: AlgEdDSA, Use: "sig",
+			})
+		case "":
+			return nil, fmt.Errorf("link: key %q has no algorithm (want %s or %s)", k.ID, AlgHS256, AlgEdDSA)
+		default:
+			return nil, fmt.Errorf("link: key %q: unknown algorithm %q (want %s or %s)", k.ID, k.Alg, AlgHS256, AlgEdDSA)
+		}
+		if i == 0 && rk.sign == nil {
+			return nil, fmt.Errorf("link: key %q signs (it is first) but has no private key", k.ID)
+		}
+		kr.keys = append(kr.keys, rk)
+		kr.byID[k.ID] = rk
+	}
+	kr.first = kr.keys[0]
+	js, err := json.Marshal(set)
+	if err != nil {
+		return nil, fmt.Errorf("link: encoding JWKS: %w", err)
+	}
+	kr.jwks = js
+	return kr, nil
+}
+
+// SigningKID is the kid of the key that signs.
+func (kr *KeyRing) SigningKID() string { return kr.first.id }
+
+// JWKS is the ring's public keys as a JSON Web Key Set: the EdDSA keys only
+// (HS256 keys are secrets), so {"keys":[]} for a ring of HS256 keys.
+func (kr *KeyRing) JWKS() []byte { return bytes.Clone(kr.jwks) }
+
+// Sign signs c with the ring's first key, its kid in the header. c needs
+// exp, jti, a user id as sub, a target (as TargetOf makes it) and a mode;
+// when iat is missing the token gets the current time (c is not changed).
+func (kr *KeyRing) Sign(c *Claims) (string, error) {
+	if c == nil {
+		return "", errors.New("link: no claims to sign")
+	}
+	if c.IssuedAt == nil {
+		cc := *c
+		cc.IssuedAt = jwt.NewNumericDate(time.Now())
+		c = &cc
+	}
+	if err := c.check(); err != nil {
+		return "", fmt.Errorf("link: cannot sign: %w", err)
+	}
+	if c.NotBefore != nil && !c.NotBefore.Before(c.ExpiresAt.Time) {
+		return "", errors.New("link: cannot sign: nbf is not before exp, so the link would never work")
+	}
+	k := kr.first
+	t := jwt.NewWithClaims(k.method, c)
+	t.Header["kid"] = k.id
+	s, err := t.SignedString(k.sign)
+	if err != nil {
+		return "", fmt.Errorf("link: signing: %w", err)
+	}
+	if len(s) > MaxTokenSize {
+		return "", fmt.Errorf("link: token of %d bytes is over the %d-byte limit (too much data?)", len(s), MaxTokenSize)
+	}
+	return s, nil
+}
+
+// Error is why Verify refused a token. Its message never contains the token
+// or any part of it; errors.Is finds the jwt sentinel errors
+// (jwt.ErrTokenExpired, …) through it.
+type Error struct {
+	Reason string // one of the Reason constants
+	msg    string
+	err    error
+}
+
+func (e *Error) Error() string { return "link refused (" + e.Reason + "): " + e.msg }
+func (e *Error) Unwrap() error { return e.err }
+
+func refuse(reason, msg string, err error) (*Claims, string, error) {
+	return nil, reason, &Error{Reason: reason, msg: msg, err: err}
+}
+
+// Verify checks a token and returns its claims, or the refusal reason and an
+// *Error (reason is "" exactly when err is nil).
+//
+// The token's kid picks the key and only that key's algorithm is accepted.
+// exp and iat are required and now is the clock, with no leeway: a token is
+// valid from nbf (inclusive) to exp (exclusive), in whole seconds. The
+// claims must be complete (jti, a user id as sub, tgt, a known mode) or the
+// token is a bad signature: no key of ours signs such a thing. Verify does
+// not check the target (Bind does) nor uses and revocation (the store does).
+func (kr *KeyRing) Verify(token string, now time.Time) (*Claims, string, error) {
+	if len(token) > MaxTokenSize {
+		return refuse(ReasonBadSignature, fmt.Sprintf("token is over %d bytes", MaxTokenSize), jwt.ErrTokenMalformed)
+	}
+	k, msg := kr.keyOf(token)
+	if k == nil {
+		return refuse(ReasonBadSignature, msg, jwt.ErrTokenUnverifiable)
+	}
+	c := new(Claims)
+	p := jwt.NewParser(
+		jwt.WithValidMethods(k.methods),
+		jwt.WithExpirationRequired(),
+		jwt.WithTimeFunc(func() time.Time { return now }),
+		jwt.WithStrictDecoding(), // one encoding per signature: no second valid spelling of a token
+		jwt.WithJSONNumber(),
+	)
+	_, err := p.ParseWithClaims(token, c, func(t *jwt.Token) (any, error) {
+		// Already pinned by WithValidMethods and keyOf; checked again here,
+		// next to the key it guards.
+		if kid, _ := t.Header["kid"].(string); kid != k.id || t.Method.Alg() != k.alg {
+			return nil, errors.New("key mismatch")
+		}
+		return k.verify, nil
+	})
+	switch {
+	case err == nil:
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return refuse(ReasonBadSignature, "token is malformed", err)
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrTokenUnverifiable):
+		return refuse(ReasonBadSignature, "signature is invalid or its algorithm is not the key's", err)
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return refuse(ReasonExpired, "link has expired", err)
+	case errors.Is(err, jwt.ErrTokenNotValidYet):
+		return refuse(ReasonNotYetValid, "link is not valid yet", err)
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		return refuse(ReasonBadSignature, "token has no expiry", err)
+	default:
+		return refuse(ReasonBadSignature, "token has invalid claims", err)
+	}
+	if err := c.check(); err != nil {
+		return refuse(ReasonBadSignature, "claims are incomplete: "+err.Error(), jwt.ErrTokenInvalidClaims)
+	}
+	return c, "", nil
+}
+
+// keyOf finds the key named by the token's header, without trusting
+// anything else in it. It returns nil and why when there is none.
+func (kr *KeyRing) keyOf(token string) (*ringKey, string) {
+	h, _, ok := strings.Cut(token, ".")
+	if !ok {
+		return nil, "token is malformed"
+	}
+	hb, err := base64.RawURLEncoding.Strict().DecodeString(h)
+	if err != nil {
+		return nil, "token header is malformed"
+	}
+	var header map[string]any
+	if err := json.Unmarshal(hb, &header); err != nil {
+		return nil, "token header is malformed"
+	}
+	if _, ok := header["crit"]; ok {
+		return nil, "token has critical header extensions"
+	}
+	kid, ok := header["kid"].(string)
+	if !ok {
+		return nil, "token has no key id"
+	}
+	k := kr.byID[kid]
+	if k == nil {
+		return nil, "token's key id is not in the key ring"
+	}
+	if alg, _ := header["alg"].(string); alg != k.alg {
+		return nil, "token's algorithm is not its key's"
+	}
+	return k, ""
+}
