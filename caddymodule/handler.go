@@ -170,6 +170,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.Link != nil {
 		deps.Links = app.links
 		lc = gate.LinkConfig{Param: h.Link.Param, PathPrefixes: h.Link.PathPrefixes, Confirm: h.Link.Confirm == nil || *h.Link.Confirm}
+		if app.mailer != nil {
+			deps.LoginLinks = &loginLinker{
+				ops:    ops{st: app.store, now: time.Now, app: app, secret: app.secret, ring: app.links},
+				mailer: app.mailer,
+				param:  h.Link.Param,
+			}
+			deps.LinkRequestsPerIP, deps.LinkRequestsPerAddress = gate.NewLinkRequestLimiters()
+		}
 	}
 	h.gate = gate.New(gate.Config{
 		UserHeader:    h.UserHeader,

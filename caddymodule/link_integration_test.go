@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/latchkeyhq/latchkey/internal/mail/mailtest"
 	"github.com/latchkeyhq/latchkey/internal/store"
 )
 
@@ -273,5 +274,58 @@ func TestConcurrentUsesOfMaxUses3Link(t *testing.T) {
 	row, err := g.st.Link(t.Context(), l.JTI)
 	if err != nil || row.Uses != 3 {
 		t.Fatalf("link row: %+v %v", row, err)
+	}
+}
+
+func TestAskForLoginLinkByEmail(t *testing.T) {
+	be := &mailtest.Backend{}
+	o := smtpOpts(mailtest.Serve(t, be, nil))
+	o.handler = "link"
+	g := startGateway(t, o)
+	u := g.user("nia@example.com")
+	ask := func(email string) *http.Response {
+		return g.send(http.MethodPost, g.url+"/.latchkey/login", url.Values{"email": {email}, "next": {"/inbox"}}.Encode(), nil)
+	}
+	if r := g.get("/.latchkey/login", nil); r.StatusCode != 200 {
+		t.Fatalf("login page on a link-only route: %d", r.StatusCode)
+	}
+	known, unknown := ask("Nia@Example.com"), ask("nobody@example.com")
+	if known.StatusCode != 200 || unknown.StatusCode != 200 || known.Header.Get("Content-Length") != unknown.Header.Get("Content-Length") {
+		t.Fatalf("answers differ: %d/%s vs %d/%s", known.StatusCode, known.Header.Get("Content-Length"), unknown.StatusCode, unknown.Header.Get("Content-Length"))
+	}
+	msgs := be.Messages()
+	if len(msgs) != 1 || msgs[0].To[0] != "nia@example.com" {
+		t.Fatalf("mails: %+v", msgs)
+	}
+	_, text, _ := mailParts(t, msgs[0].Data)
+	var magic string
+	for _, f := range strings.Fields(text) {
+		if strings.HasPrefix(f, g.url+"/inbox?token=") {
+			magic = f
+		}
+	}
+	if magic == "" {
+		t.Fatalf("no sign-in link in the mail:\n%s", text)
+	}
+	if r := g.send(http.MethodGet, magic, "", nil); r.StatusCode != 200 || len(r.Cookies()) != 0 {
+		t.Fatalf("GET of the mailed link: %d, want the confirmation page", r.StatusCode)
+	}
+	resp := g.send(http.MethodPost, magic, "latchkey_confirm=1", nil)
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/inbox" {
+		t.Fatalf("confirming the mailed link: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	g.get("/inbox", cookie(sessionCookie(t, resp)))
+	if got := g.upstream.last(t).Get("X-User-ID"); got != fmt.Sprint(u.ID) {
+		t.Errorf("upstream X-User-ID %q, want %d", got, u.ID)
+	}
+	// Per address: the sixth request in the window is throttled.
+	for i := 0; i < 4; i++ {
+		ask("nia@example.com")
+	}
+	if r := ask("nia@example.com"); r.StatusCode != http.StatusTooManyRequests || r.Header.Get("Retry-After") == "" {
+		t.Errorf("sixth request for one address: %d, want 429", r.StatusCode)
+	}
+	if n := len(be.Messages()); n != 5 {
+		t.Errorf("%d mails sent, want 5 (the throttled request sends none)", n)
 	}
 }

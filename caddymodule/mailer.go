@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/latchkeyhq/latchkey/internal/link"
 	"github.com/latchkeyhq/latchkey/internal/mail"
 	"github.com/latchkeyhq/latchkey/internal/store"
 )
@@ -77,4 +80,31 @@ func (m *inviteMailer) SendInvite(ctx context.Context, inv *store.Invite, code, 
 		inv.SendError = msg
 	}
 	return sendErr
+}
+
+// loginLinker mints a 15-minute, one-use login link and mails it, for the
+// email form on the login page.
+type loginLinker struct {
+	ops    ops
+	mailer *inviteMailer
+	param  string
+}
+
+// loginLinkTTL is short: the link is asked for by the person about to use it.
+const loginLinkTTL = 15 * time.Minute
+
+func (l *loginLinker) SendLoginLink(ctx context.Context, u *store.User, targetURL string) error {
+	one := 1
+	out, err := l.ops.createLink(ctx, newLink{
+		User: strconv.FormatInt(u.ID, 10), URL: targetURL, TTL: loginLinkTTL.String(),
+		MaxUses: &one, Mode: link.ModeLogin, Param: l.param,
+	}, "login-page")
+	if err != nil {
+		return err
+	}
+	site := ""
+	if pu, err := url.Parse(targetURL); err == nil {
+		site = pu.Hostname()
+	}
+	return l.mailer.sender.SendLoginLink(ctx, mail.LoginLink{To: u.Email, Name: u.Name, URL: out.URL, Site: site, ValidFor: loginLinkTTL})
 }

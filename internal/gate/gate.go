@@ -120,6 +120,11 @@ type Deps struct {
 	Invites *invite.Service
 	// Throttle limits failed code attempts per client IP.
 	Throttle *throttle.Limiter
+	// LoginLinks, when set, adds an email form to the login page that mails
+	// a sign-in link; the limiters count every request.
+	LoginLinks             LoginLinker
+	LinkRequestsPerIP      *throttle.Limiter
+	LinkRequestsPerAddress *throttle.Limiter
 	// Mailer sends invite mails from the staff page; nil when no SMTP
 	// server is configured (the page then shows the code).
 	Mailer Mailer
@@ -155,7 +160,7 @@ func New(cfg Config, d Deps) *Gate {
 	if d.ErrorStatus == nil {
 		d.ErrorStatus = func(error) int { return http.StatusInternalServerError }
 	}
-	if d.Invites != nil && cfg.LoginURL == "" {
+	if (d.Invites != nil || d.LoginLinks != nil) && cfg.LoginURL == "" {
 		cfg.LoginURL = cfg.Prefix + "login"
 	}
 	names := []string{cfg.UserHeader, cfg.SessionHeader, DefaultUserHeader, DefaultSessionHeader}
@@ -306,7 +311,7 @@ func (g *Gate) servePage(w http.ResponseWriter, r *http.Request, env Env, start 
 	case g.logout:
 		return g.serveLogout(w, r, env, start)
 	case g.login:
-		if g.d.Invites != nil {
+		if g.d.Invites != nil || g.d.LoginLinks != nil {
 			return g.serveLogin(w, r, env, start)
 		}
 	case g.invite:

@@ -31,6 +31,9 @@ type loginPage struct {
 	Action  string
 	Next    string
 	Message string
+	Sent    bool // the message is good news
+	Codes   bool // show the invite code form
+	Links   bool // show the email form for a sign-in link
 }
 
 // Messages shown on the login form. One message for every refusal, so that
@@ -40,9 +43,15 @@ const (
 	msgThrottled = "Too many attempts. Please wait a moment and try again."
 )
 
+// retryAfter is a Retry-After value that never says 0 while still limited.
+func retryAfter(wait time.Duration) string {
+	return strconv.Itoa(int(wait.Seconds()) + 1)
+}
+
 // serveLogin shows the code form on GET and redeems a code on POST.
 func (g *Gate) serveLogin(w http.ResponseWriter, r *http.Request, env Env, start time.Time) error {
-	page := loginPage{Title: "Sign in", Action: g.login, Next: SafeNext(r.URL.Query().Get("next"))}
+	page := loginPage{Title: "Sign in", Action: g.login, Next: SafeNext(r.URL.Query().Get("next")),
+		Codes: g.d.Invites != nil, Links: g.d.LoginLinks != nil}
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		return g.d.Pages.Render(w, http.StatusOK, web.PageLogin, page)
@@ -64,13 +73,20 @@ func (g *Gate) serveLogin(w http.ResponseWriter, r *http.Request, env Env, start
 		return nil
 	}
 	page.Next = SafeNext(r.PostForm.Get("next"))
+	if r.PostForm.Get("code") == "" && r.PostForm.Has("email") && g.d.LoginLinks != nil {
+		return g.serveLinkRequest(w, r, env, start, page)
+	}
+	if g.d.Invites == nil {
+		http.Error(w, "this site signs in with emailed links only", http.StatusBadRequest)
+		return nil
+	}
 	now := g.d.Now()
 	if ok, wait := g.d.Throttle.Allow(env.ClientIP, now); !ok {
 		ev.Reason = invite.ReasonThrottled
 		ev.Status = http.StatusTooManyRequests
 		ev.Latency = g.d.Now().Sub(start)
 		g.d.Audit.Record(ev)
-		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
+		w.Header().Set("Retry-After", retryAfter(wait))
 		page.Message = msgThrottled
 		return g.d.Pages.Render(w, http.StatusTooManyRequests, web.PageLogin, page)
 	}
