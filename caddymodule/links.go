@@ -147,11 +147,13 @@ func (o ops) createLink(ctx context.Context, in newLink, by string) (linkJSON, e
 		return linkJSON{}, fmt.Errorf("recording link: %w", err)
 	}
 	out := toLinkJSON(row)
-	sep := "?"
+	// Through RawQuery, so that a fragment stays after the token.
+	withToken := url.QueryEscape(param) + "=" + token
 	if target.RawQuery != "" {
-		sep = "&"
+		withToken = target.RawQuery + "&" + withToken
 	}
-	out.URL = target.String() + sep + url.QueryEscape(param) + "=" + token
+	target.RawQuery = withToken
+	out.URL = target.String()
 	return out, nil
 }
 

@@ -296,22 +296,28 @@ func (kr *KeyRing) keyOf(token string) (*ringKey, string) {
 	if err != nil {
 		return nil, "token header is malformed"
 	}
-	var header map[string]any
+	// encoding/json matches field names case-insensitively; the key func
+	// checks the exact "kid" again, so "KID" can only be refused.
+	var header struct {
+		Alg  string          `json:"alg"`
+		Kid  *string         `json:"kid"`
+		Crit json.RawMessage `json:"crit"`
+	}
 	if err := json.Unmarshal(hb, &header); err != nil {
 		return nil, "token header is malformed"
 	}
-	if _, ok := header["crit"]; ok {
+	if header.Crit != nil {
 		return nil, "token has critical header extensions"
 	}
-	kid, ok := header["kid"].(string)
-	if !ok {
+	if header.Kid == nil {
 		return nil, "token has no key id"
 	}
+	kid := *header.Kid
 	k := kr.byID[kid]
 	if k == nil {
 		return nil, "token's key id is not in the key ring"
 	}
-	if alg, _ := header["alg"].(string); alg != k.alg {
+	if header.Alg != k.alg {
 		return nil, "token's algorithm is not its key's"
 	}
 	return k, ""
