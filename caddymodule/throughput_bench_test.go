@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -19,7 +20,9 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/latchkeyhq/latchkey/internal/link"
 	"github.com/latchkeyhq/latchkey/internal/session"
 	"github.com/latchkeyhq/latchkey/internal/store"
 	"github.com/latchkeyhq/latchkey/internal/store/sqlite"
@@ -31,15 +34,21 @@ const throughputClients = 16
 
 // BenchmarkThroughCaddy measures what latchkey costs a request next to plain
 // reverse_proxy, through a real in-process Caddy. One config, loaded once,
-// has two sites on two loopback ports proxying to the same upstream: one is
-// reverse_proxy alone, the other latchkey in front of the same
-// reverse_proxy. Compare the req/s (or ns/op) of the sub-benchmarks:
+// has three sites on three loopback ports proxying to the same upstream: one
+// is reverse_proxy alone, one latchkey in front of the same reverse_proxy,
+// and one `latchkey { link }` in front of it too. Compare the req/s (or
+// ns/op) of the sub-benchmarks:
 //
 //   - reverse_proxy: the baseline;
 //   - latchkey_session: a valid session cookie, 200 from the upstream
 //     (session check, identity headers, an audit record written to SQLite);
 //   - latchkey_refused: no cookie, the gateway's 401 page (and its audit
-//     record); the upstream is not reached.
+//     record); the upstream is not reached;
+//   - latchkey_link: every request carries the same request-mode signed link
+//     with unlimited uses, 200 from the upstream: JWT verify, user lookup,
+//     the use counted and its audit record written in one SQLite
+//     transaction on the request path, then the upstream's status written
+//     to that record (SetAuditStatus), a second write.
 //
 // Client, Caddy and upstream share the process and its CPUs, so req/s is
 // what the whole loop sustains and the ratio understates the gateway's
@@ -57,6 +66,9 @@ func BenchmarkThroughCaddy(b *testing.B) {
 	b.Run("latchkey_refused", func(b *testing.B) {
 		rig.run(b, rig.refused, http.StatusUnauthorized)
 	})
+	b.Run("latchkey_link", func(b *testing.B) {
+		rig.run(b, rig.link, http.StatusOK)
+	})
 }
 
 // throughputRig is the Caddy, upstream and clients the sub-benchmarks
@@ -67,6 +79,7 @@ type throughputRig struct {
 	plain       *throughputTarget
 	session     *throughputTarget
 	refused     *throughputTarget
+	link        *throughputTarget
 
 	// Requests that reached the upstream through the latchkey site without
 	// the session's user in X-User-ID (a refused request reaching the
@@ -97,7 +110,12 @@ func startThroughputRig(b *testing.B) *throughputRig {
 		st.Close()
 		b.Fatal(err)
 	}
+	plainPort, gatePort, linkPort := throughputFreePort(b), throughputFreePort(b), throughputFreePort(b)
 	token, _, err := session.New(st, []byte(testSecret), session.Config{}, nil, nil).Start(ctx, u.ID, "bench", "", "127.0.0.1", "go-bench")
+	var linkURL string
+	if err == nil {
+		linkURL, err = benchLink(ctx, st, []byte(testSecret), u.ID, fmt.Sprintf("http://127.0.0.1:%d/latchkey/link?x=1", linkPort))
+	}
 	if cerr := st.Close(); err == nil {
 		err = cerr
 	}
@@ -118,7 +136,6 @@ func startThroughputRig(b *testing.B) *throughputRig {
 	}))
 	b.Cleanup(up.Close)
 
-	plainPort, gatePort := throughputFreePort(b), throughputFreePort(b)
 	upstreamAddr := strings.TrimPrefix(up.URL, "http://")
 	// Caddy keeps 32 idle upstream connections per host by default; more
 	// clients than that would measure connection churn. Both sites get the
@@ -149,7 +166,15 @@ http://127.0.0.1:%d {
 	latchkey
 	reverse_proxy %s %s
 }
-`, filepath.Join(dir, "caddy"), db, testSecret, plainPort, upstreamAddr, transport, gatePort, upstreamAddr, transport)
+
+http://127.0.0.1:%d {
+	latchkey {
+		link
+	}
+	reverse_proxy %s %s
+}
+`, filepath.Join(dir, "caddy"), db, testSecret, plainPort, upstreamAddr, transport, gatePort, upstreamAddr, transport,
+		linkPort, upstreamAddr, transport)
 	adapted, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt(caddyfile.Format([]byte(cfg)), nil)
 	if err != nil {
 		b.Fatalf("adapting Caddyfile: %v", err)
@@ -168,7 +193,7 @@ http://127.0.0.1:%d {
 		}
 	})
 
-	newTarget := func(port int, path, cookie string) *throughputTarget {
+	newTarget := func(rawURL, cookie string) *throughputTarget {
 		tr := &http.Transport{
 			Proxy:               nil, // loopback only, whatever HTTP_PROXY says
 			DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
@@ -179,7 +204,7 @@ http://127.0.0.1:%d {
 		}
 		b.Cleanup(tr.CloseIdleConnections)
 		return &throughputTarget{
-			url:    fmt.Sprintf("http://127.0.0.1:%d%s", port, path),
+			url:    rawURL,
 			cookie: cookie,
 			client: &http.Client{
 				Transport:     tr,
@@ -188,16 +213,18 @@ http://127.0.0.1:%d {
 			},
 		}
 	}
-	rig.plain = newTarget(plainPort, "/plain/page", "")
-	rig.session = newTarget(gatePort, "/latchkey/page", "latchkey_session="+token)
-	rig.refused = newTarget(gatePort, "/latchkey/refused", "")
+	site := func(port int, path string) string { return fmt.Sprintf("http://127.0.0.1:%d%s", port, path) }
+	rig.plain = newTarget(site(plainPort, "/plain/page"), "")
+	rig.session = newTarget(site(gatePort, "/latchkey/page"), "latchkey_session="+token)
+	rig.refused = newTarget(site(gatePort, "/latchkey/refused"), "")
+	rig.link = newTarget(linkURL, "")
 
 	// Open every client's connections (and fill the session cache) before
 	// any timing, so the first measured requests do not pay for dials.
 	for _, t := range []struct {
 		tg   *throughputTarget
 		want int
-	}{{rig.plain, 200}, {rig.session, 200}, {rig.refused, 401}} {
+	}{{rig.plain, 200}, {rig.session, 200}, {rig.refused, 401}, {rig.link, 200}} {
 		var wg sync.WaitGroup
 		errs := make(chan error, clients)
 		for range clients {
@@ -286,4 +313,36 @@ func throughputFreePort(tb testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// benchLink mints a request-mode link with unlimited uses for user to
+// rawURL, as `caddy latchkey links create --max-uses 0` does: signed with
+// the gateway's default key (HS256 derived from the secret, kid "default")
+// and recorded in the store. It returns the link's URL.
+func benchLink(ctx context.Context, st store.Store, secret []byte, user int64, rawURL string) (string, error) {
+	ring, err := link.NewKeyRing(link.HS256Key(secret, "default"))
+	if err != nil {
+		return "", err
+	}
+	target, err := url.Parse(rawURL)
+	if err != nil {
+		return "", err
+	}
+	now := time.Now()
+	c := &link.Claims{Target: link.TargetOf(target), MaxUses: 0, Mode: link.ModeRequest}
+	c.Subject = strconv.FormatInt(user, 10)
+	c.ID = link.NewJTI()
+	c.IssuedAt = jwt.NewNumericDate(now)
+	c.ExpiresAt = jwt.NewNumericDate(now.Add(24 * time.Hour))
+	token, err := ring.Sign(c)
+	if err != nil {
+		return "", err
+	}
+	if err := st.CreateLink(ctx, &store.Link{
+		JTI: c.ID, UserID: user, Target: c.Target, Mode: c.Mode, MaxUses: 0,
+		CreatedAt: now, CreatedBy: "bench", ExpiresAt: c.ExpiresAt.Time,
+	}); err != nil {
+		return "", err
+	}
+	return rawURL + "&token=" + token, nil
 }
