@@ -230,6 +230,45 @@ type LinkUse struct {
 	Audit   *AuditEvent // ID is written back, for SetAuditStatus
 }
 
+// Ticket states.
+const (
+	TicketValid   = "valid"
+	TicketInUse   = "in_use"
+	TicketUsed    = "used"
+	TicketRevoked = "revoked"
+	TicketExpired = "expired"
+)
+
+// Ticket lets a guest do one action at a place, for a purpose. Only a hash
+// of its password is kept: PasswordKind says which ("keyed" for generated
+// passwords, "argon2id" for passwords a person chose).
+type Ticket struct {
+	UUID         string
+	Place        string
+	Purpose      string
+	PasswordHash []byte
+	PasswordKind string
+	CreatedAt    time.Time
+	ExpiresAt    time.Time // zero: never
+	UserID       int64     // 0: none
+	Data         []byte    // a JSON object, "{}" when empty
+	State        string
+	LeaseUntil   time.Time // while in_use: when the claim lapses
+	UsedAt       time.Time
+	UseIP        string
+	UseUserAgent string
+	UseStatus    int
+	RevokedAt    time.Time
+}
+
+// TicketFilter selects tickets; zero fields do not filter.
+type TicketFilter struct {
+	Place   string
+	Purpose string
+	State   string
+	Limit   int // 0: no limit
+}
+
 // Store is everything latchkey persists. Implementations must be safe for
 // concurrent use.
 type Store interface {
@@ -336,6 +375,35 @@ type Store interface {
 	// record written earlier (a consumed credential's record is written
 	// before the upstream answers). A missing record is ErrNotFound.
 	SetAuditStatus(ctx context.Context, id int64, status int, latency time.Duration) error
+
+	// CreateTicket stores a new ticket (State valid unless set); a taken
+	// UUID is ErrConflict. An empty Data is stored as "{}" and a zero
+	// CreatedAt as now; the defaults are written back.
+	CreateTicket(ctx context.Context, t *Ticket) error
+	Ticket(ctx context.Context, uuid string) (*Ticket, error)
+	// Tickets lists newest first.
+	Tickets(ctx context.Context, f TicketFilter) ([]Ticket, error)
+	// RevokeTicket moves a valid or in_use ticket to revoked; a used,
+	// expired or already revoked one is ErrConflict; missing ErrNotFound.
+	RevokeTicket(ctx context.Context, uuid string, at time.Time) error
+	// ClaimTicket moves a ticket to in_use with a lease until leaseUntil,
+	// with one conditional UPDATE: only from valid, or from in_use whose
+	// lease has lapsed (a crashed request), and only while not expired
+	// (ExpiresAt zero or after at). The audit record is written in the same
+	// transaction and its ID written back. Not claimable: ErrConflict,
+	// nothing written; the caller re-reads to tell why.
+	ClaimTicket(ctx context.Context, uuid string, at, leaseUntil time.Time, audit *AuditEvent) error
+	// FinishTicket ends a claim: stamp moves it to used (recording at, ip,
+	// userAgent and status), otherwise back to valid. It applies only while
+	// the ticket is still in_use under the same lease (leaseUntil), so a
+	// claim that lapsed and was taken over is not clobbered: ErrConflict
+	// then. The claim's audit record (auditID) gets status and latency in
+	// the same transaction; an auditID of 0, or one naming no record, only
+	// finishes the ticket.
+	FinishTicket(ctx context.Context, uuid string, leaseUntil time.Time, stamp bool, at time.Time, ip, userAgent string, status int, auditID int64, latency time.Duration) error
+	// ExpireTickets marks valid tickets whose ExpiresAt is at or before at
+	// as expired, and returns how many. Nothing is deleted.
+	ExpireTickets(ctx context.Context, at time.Time) (int, error)
 
 	// SchemaVersion is the version of the newest migration applied.
 	SchemaVersion(ctx context.Context) (int, error)

@@ -90,7 +90,7 @@ func TestMigrateFromEmpty(t *testing.T) {
 		t.Errorf("applied %v, want %v", applied, want)
 	}
 	got := tables(t, db)
-	for _, name := range []string{"audit", "invites", "links", "meta", "schema_migrations", "sessions", "user_roles", "users"} {
+	for _, name := range []string{"audit", "invites", "links", "meta", "schema_migrations", "sessions", "tickets", "user_roles", "users"} {
 		if !slices.Contains(got, name) {
 			t.Errorf("table %s missing; have %v", name, got)
 		}
@@ -261,6 +261,86 @@ func TestUpgradeFromV2(t *testing.T) {
 	}
 	if u, err := s.User(ctx, 7); err != nil || !u.LinksRevokedBefore.Equal(at) {
 		t.Errorf("user after RevokeUserLinks = %+v, %v", u, err)
+	}
+}
+
+// TestUpgradeFromV3 opens a file at schema version 3 (before tickets), with
+// a user, a role, an invite, a session, a link and audit records in it, and
+// checks that Open brings it up to date keeping all of them, and that the
+// new table works with the old rows.
+func TestUpgradeFromV3(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "latchkey.db")
+	db := rawDB(t, path)
+	if applied, err := migrate(ctx, db, migrations[:3]); err != nil || !slices.Equal(applied, []int{1, 2, 3}) {
+		t.Fatalf("migrate to v3: applied %v, %v", applied, err)
+	}
+	for _, q := range []string{
+		`INSERT INTO users (id, site, email, name, active, created_at, login_count, links_revoked_before) VALUES (7, 'x.example', 'a@example.org', 'Ann', 1, 1000, 3, 1500)`,
+		`INSERT INTO user_roles (user_id, role) VALUES (7, 'admin')`,
+		`INSERT INTO invites (id, site, email, code_hash, created_at, user_id, use_count) VALUES (5, 'x.example', 'a@example.org', x'01', 2000, 7, 1)`,
+		`INSERT INTO sessions (id, token_hash, user_id, created_at, last_seen_at, expires_at, kind, credential_id) VALUES ('s1', x'02', 7, 3000, 3000, 4000, 'invite', '5')`,
+		`INSERT INTO links (jti, user_id, target, mode, max_uses, uses, created_at, created_by, expires_at) VALUES ('j1', 7, 'x.example/r', 'request', 3, 1, 2500, 'cli', 9000)`,
+		`INSERT INTO audit (time, kind, credential_id, user_id, outcome, status) VALUES (5000, 'invite', '5', 7, 'accepted', 200), (6000, 'link', 'j1', 7, 'accepted', 0)`,
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	db.Close()
+
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer s.Close()
+	if v, err := s.SchemaVersion(ctx); err != nil || v != SchemaVersion {
+		t.Errorf("SchemaVersion = %d, %v; want %d", v, err, SchemaVersion)
+	}
+	u, err := s.User(ctx, 7)
+	if err != nil {
+		t.Fatalf("User after upgrade: %v", err)
+	}
+	if u.Email != "a@example.org" || u.Name != "Ann" || !u.Active || u.LoginCount != 3 || !u.HasRole("admin") ||
+		u.CreatedAt.UnixNano() != 1000 || u.LinksRevokedBefore.UnixNano() != 1500 {
+		t.Errorf("user after upgrade = %+v", u)
+	}
+	if inv, err := s.Invite(ctx, 5); err != nil || inv.UserID != 7 || inv.UseCount != 1 {
+		t.Errorf("invite after upgrade = %+v, %v", inv, err)
+	}
+	if sess, err := s.SessionByTokenHash(ctx, []byte{2}); err != nil || sess.ID != "s1" || sess.UserID != 7 {
+		t.Errorf("session after upgrade = %+v, %v", sess, err)
+	}
+	if l, err := s.Link(ctx, "j1"); err != nil || l.UserID != 7 || l.Uses != 1 || l.MaxUses != 3 || l.ExpiresAt.UnixNano() != 9000 {
+		t.Errorf("link after upgrade = %+v, %v", l, err)
+	}
+	if ev, err := s.Audit(ctx, store.AuditFilter{UserID: 7}); err != nil || len(ev) != 2 || ev[1].Status != 200 {
+		t.Errorf("audit after upgrade = %+v, %v", ev, err)
+	}
+	if tks, err := s.Tickets(ctx, store.TicketFilter{}); err != nil || len(tks) != 0 {
+		t.Errorf("tickets after upgrade = %+v, %v; want none", tks, err)
+	}
+
+	// The old user takes tickets, and their audit records go in the old
+	// table.
+	now := time.Unix(0, 10000)
+	tk := &store.Ticket{UUID: "u1", Place: "x", Purpose: "y", PasswordHash: []byte{3}, PasswordKind: "keyed", UserID: 7, CreatedAt: now}
+	if err := s.CreateTicket(ctx, tk); err != nil {
+		t.Fatalf("CreateTicket after upgrade: %v", err)
+	}
+	ev := &store.AuditEvent{Kind: "ticket", CredentialID: "u1", UserID: 7, Outcome: store.OutcomeAccepted}
+	lease := now.Add(time.Minute)
+	if err := s.ClaimTicket(ctx, "u1", now, lease, ev); err != nil {
+		t.Fatalf("ClaimTicket after upgrade: %v", err)
+	}
+	if err := s.FinishTicket(ctx, "u1", lease, true, now.Add(time.Second), "192.0.2.1", "ua", 201, ev.ID, time.Millisecond); err != nil {
+		t.Fatalf("FinishTicket after upgrade: %v", err)
+	}
+	if got, err := s.Ticket(ctx, "u1"); err != nil || got.State != store.TicketUsed || got.UserID != 7 || got.UseStatus != 201 {
+		t.Errorf("ticket after upgrade = %+v, %v", got, err)
+	}
+	if evs, err := s.Audit(ctx, store.AuditFilter{UserID: 7}); err != nil || len(evs) != 3 || evs[0].ID != ev.ID || evs[0].Status != 201 {
+		t.Errorf("audit after a ticket use = %+v, %v", evs, err)
 	}
 }
 

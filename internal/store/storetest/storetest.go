@@ -68,6 +68,17 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"SetAuditStatus", testSetAuditStatus},
 		{"RevokeLink", testRevokeLink},
 		{"RevokeUserLinks", testRevokeUserLinks},
+		{"Tickets", testTickets},
+		{"TicketConflict", testTicketConflict},
+		{"ClaimTicket", testClaimTicket},
+		{"ClaimTicketLease", testClaimTicketLease},
+		{"ClaimTicketRefused", testClaimTicketRefused},
+		{"ClaimTicketConcurrent", testClaimTicketConcurrent},
+		{"FinishTicketStamp", testFinishTicketStamp},
+		{"FinishTicketGiveBack", testFinishTicketGiveBack},
+		{"FinishTicketStale", testFinishTicketStale},
+		{"RevokeTicket", testRevokeTicket},
+		{"ExpireTickets", testExpireTickets},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
