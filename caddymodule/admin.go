@@ -37,6 +37,10 @@ func init() {
 //	GET  /latchkey/links/<jti>                the link and every attempt to use it
 //	POST /latchkey/links/<jti>/revoke
 //	POST /latchkey/users/<email|id>/revoke-links
+//	GET  /latchkey/tickets?place=&purpose=&state=
+//	POST /latchkey/tickets                    {"place","purpose","password","expires","user","data","url","count"}
+//	GET  /latchkey/tickets/<uuid>             the ticket and every attempt to use it
+//	POST /latchkey/tickets/<uuid>/revoke
 //	GET  /latchkey/audit?since=&user=&kind=&outcome=&limit=
 type adminAPI struct {
 	ctx caddy.Context
@@ -69,7 +73,7 @@ func (a *adminAPI) ops() (ops, error) {
 		return ops{}, caddy.APIError{HTTPStatus: http.StatusNotFound, Err: errors.New("latchkey is not in the running config")}
 	}
 	app := appIface.(*App)
-	o := ops{st: app.store, now: time.Now, app: app, cache: app.sessions, secret: app.secret, ring: app.links}
+	o := ops{st: app.store, now: time.Now, app: app, cache: app.sessions, secret: app.secret, ring: app.links, tickets: app.tickets}
 	if app.mailer != nil {
 		o.mailer = app.mailer
 	}
@@ -201,6 +205,37 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 			return apiErr(err)
 		}
 		return reply(w, http.StatusOK, map[string]string{"result": msg})
+	case route(parts, r, http.MethodGet, "tickets"):
+		ts, err := o.st.Tickets(ctx, store.TicketFilter{Place: q.Get("place"), Purpose: q.Get("purpose"), State: q.Get("state")})
+		if err != nil {
+			return apiErr(err)
+		}
+		out := make([]ticketJSON, len(ts))
+		for i := range ts {
+			out[i] = toTicketJSON(&ts[i])
+		}
+		return reply(w, http.StatusOK, out)
+	case route(parts, r, http.MethodPost, "tickets"):
+		var in newTickets
+		if err := decode(r, &in); err != nil {
+			return err
+		}
+		out, err := o.createTickets(ctx, in)
+		if err != nil {
+			return apiErr(err)
+		}
+		return reply(w, http.StatusCreated, out)
+	case route(parts, r, http.MethodGet, "tickets", "*"):
+		out, err := o.showTicket(ctx, parts[1])
+		if err != nil {
+			return apiErr(err)
+		}
+		return reply(w, http.StatusOK, out)
+	case route(parts, r, http.MethodPost, "tickets", "*", "revoke"):
+		if err := o.revokeTicket(ctx, parts[1]); err != nil {
+			return apiErr(err)
+		}
+		return reply(w, http.StatusOK, map[string]string{"revoked": parts[1]})
 	case route(parts, r, http.MethodGet, "audit"):
 		aq := auditQuery{Since: q.Get("since"), User: q.Get("user"), Kind: q.Get("kind"), Outcome: q.Get("outcome")}
 		if l := q.Get("limit"); l != "" {

@@ -21,6 +21,7 @@ import (
 	"github.com/latchkeyhq/latchkey/internal/session"
 	"github.com/latchkeyhq/latchkey/internal/store"
 	"github.com/latchkeyhq/latchkey/internal/store/sqlite"
+	"github.com/latchkeyhq/latchkey/internal/ticket"
 	"github.com/latchkeyhq/latchkey/internal/web"
 )
 
@@ -59,6 +60,8 @@ type App struct {
 	// Keys that sign and verify links: the first signs, all verify. Default:
 	// one HS256 key, kid "default", derived from the secret.
 	LinkKeys []LinkKeyConfig `json:"link_keys,omitempty"`
+	// Hashing of ticket passwords a person chose (argon2id).
+	Argon2 *Argon2Config `json:"argon2,omitempty"`
 	// The mail server invites are sent through; none by default.
 	SMTP *SMTPConfig `json:"smtp,omitempty"`
 
@@ -70,6 +73,8 @@ type App struct {
 	pages    *web.Pages
 	mailer   *inviteMailer // nil without smtp
 	links    *link.KeyRing
+	tickets  *ticket.Hasher
+	stop     context.CancelFunc // the janitor
 	logger   *zap.Logger
 }
 
@@ -172,6 +177,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.secret, err = a.loadSecret(ctx, repl, a.store); err != nil {
 		return err
 	}
+	if a.tickets, err = ticket.NewHasher(a.secret, a.Argon2.params()); err != nil {
+		return fmt.Errorf("latchkey argon2: %w", err)
+	}
 	if a.links, err = a.linkKeyRing(repl); err != nil {
 		return err
 	}
@@ -201,12 +209,40 @@ func (a *App) Validate() error {
 	return nil
 }
 
-// Start implements caddy.App.
-func (a *App) Start() error { return nil }
+// janitorEvery is how often expired tickets are marked.
+const janitorEvery = time.Minute
+
+// Start runs the janitor, which marks expired tickets (nothing is deleted).
+func (a *App) Start() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	a.stop = cancel
+	go func() {
+		t := time.NewTicker(janitorEvery)
+		defer t.Stop()
+		for {
+			if n, err := a.store.ExpireTickets(ctx, time.Now()); err != nil && ctx.Err() == nil {
+				a.logger.Warn("marking expired tickets", zap.Error(err))
+			} else if n > 0 {
+				a.logger.Info("marked expired tickets", zap.Int("count", n))
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return nil
+}
 
 // Stop implements caddy.App. The store outlives Stop: during a reload the
 // new config's handlers keep using it.
-func (a *App) Stop() error { return nil }
+func (a *App) Stop() error {
+	if a.stop != nil {
+		a.stop()
+	}
+	return nil
+}
 
 // Cleanup flushes the audit trail and lets go of the store; the last config
 // to let go closes it.

@@ -96,6 +96,30 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 					return nil, d.Errf("unknown audit subdirective %q", d.Val())
 				}
 			}
+		case "argon2":
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			app.Argon2 = new(Argon2Config)
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				name := d.Val()
+				var n int
+				if err := positiveInt(d, &n); err != nil {
+					return nil, err
+				}
+				switch {
+				case name == "time" && n <= 100:
+					app.Argon2.Time = uint32(n)
+				case name == "memory_kib" && n <= 4<<20:
+					app.Argon2.MemoryKiB = uint32(n)
+				case name == "threads" && n <= 255:
+					app.Argon2.Threads = uint8(n)
+				case name == "time" || name == "memory_kib" || name == "threads":
+					return nil, d.Errf("argon2 %s %d is out of range", name, n)
+				default:
+					return nil, d.Errf("unknown argon2 subdirective %q", name)
+				}
+			}
 		case "link_keys":
 			if err := parseLinkKeys(d, app); err != nil {
 				return nil, err
@@ -192,6 +216,22 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := parseLink(d, h); err != nil {
 				return err
 			}
+		case "ticket":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return d.Err("ticket needs a place and a purpose: ticket louvre visit")
+			}
+			if !validName(args[0]) || !validName(args[1]) {
+				return d.Errf("ticket place %q and purpose %q must be words without spaces", args[0], args[1])
+			}
+			if h.Tickets == nil {
+				h.Tickets = new(TicketsConfig)
+			}
+			h.Tickets.Accept = append(h.Tickets.Accept, TicketPair{Place: args[0], Purpose: args[1]})
+		case "tickets":
+			if err := parseTickets(d, h); err != nil {
+				return err
+			}
 		default:
 			return d.Errf("unknown latchkey subdirective %q", d.Val())
 		}
@@ -259,6 +299,71 @@ func parseSMTP(d *caddyfile.Dispenser) (*SMTPConfig, error) {
 		return nil, d.Err("smtp needs a from address: from noreply@example.com")
 	}
 	return c, nil
+}
+
+// parseTickets reads the route's ticket options
+//
+//	tickets {
+//		params <uuid-name> <password-name>
+//		stamp_on <status|class>...
+//		lease <duration>
+//		throttle <attempts> <window>
+//	}
+func parseTickets(d *caddyfile.Dispenser, h *Handler) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	if h.Tickets == nil {
+		h.Tickets = new(TicketsConfig)
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "params":
+			args := d.RemainingArgs()
+			if len(args) != 2 || !validCookieName(args[0]) || !validCookieName(args[1]) || args[0] == args[1] {
+				return d.Err("params needs two different parameter names: params uuid password")
+			}
+			h.Tickets.UUIDParam, h.Tickets.PasswordParam = args[0], args[1]
+		case "stamp_on":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.Err("stamp_on needs statuses or classes, e.g. stamp_on 2xx 3xx")
+			}
+			if _, err := stampOn(args); err != nil {
+				return d.Err(err.Error())
+			}
+			h.Tickets.StampOn = args
+		case "lease":
+			if err := duration(d, &h.Tickets.Lease); err != nil {
+				return err
+			}
+		case "throttle":
+			t, err := parseThrottle(d)
+			if err != nil {
+				return err
+			}
+			h.Tickets.Throttle = t
+		default:
+			return d.Errf("unknown tickets subdirective %q", d.Val())
+		}
+	}
+	return nil
+}
+
+func parseThrottle(d *caddyfile.Dispenser) (*ThrottleConfig, error) {
+	args := d.RemainingArgs()
+	if len(args) != 2 {
+		return nil, d.Err("throttle needs a number of failed attempts and a window: throttle 10 1m")
+	}
+	n, err := strconv.Atoi(args[0])
+	if err != nil || n < 0 {
+		return nil, d.Errf("throttle: %q is not a number of attempts", args[0])
+	}
+	w, err := caddy.ParseDuration(args[1])
+	if err != nil || w <= 0 {
+		return nil, d.Errf("throttle: bad window %q (want e.g. 1m)", args[1])
+	}
+	return &ThrottleConfig{Attempts: n, Window: caddy.Duration(w)}, nil
 }
 
 // parseLink reads
@@ -387,19 +492,11 @@ func parseInvite(d *caddyfile.Dispenser, h *Handler) error {
 			}
 			h.Invite.Expiry = &v
 		case "throttle":
-			args := d.RemainingArgs()
-			if len(args) != 2 {
-				return d.Err("throttle needs a number of failed attempts and a window: throttle 10 1m")
+			t, err := parseThrottle(d)
+			if err != nil {
+				return err
 			}
-			n, err := strconv.Atoi(args[0])
-			if err != nil || n < 0 {
-				return d.Errf("throttle: %q is not a number of attempts", args[0])
-			}
-			w, err := caddy.ParseDuration(args[1])
-			if err != nil || w <= 0 {
-				return d.Errf("throttle: bad window %q (want e.g. 1m)", args[1])
-			}
-			h.Invite.Throttle = &ThrottleConfig{Attempts: n, Window: caddy.Duration(w)}
+			h.Invite.Throttle = t
 		default:
 			return d.Errf("unknown invite subdirective %q", d.Val())
 		}

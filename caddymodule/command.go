@@ -195,7 +195,7 @@ func buildCommand(cmd *cobra.Command) {
 	alist.Flags().Int("limit", 100, "At most this many records")
 	auditCmd.AddCommand(alist)
 
-	cmd.AddCommand(users, sessions, auditCmd, invitesCommand(), linksCommand())
+	cmd.AddCommand(users, sessions, auditCmd, invitesCommand(), linksCommand(), ticketsCommand())
 }
 
 // cliEnv is what a command knows from its config.
@@ -667,4 +667,132 @@ func optTimeText(t *time.Time) string {
 		return "-"
 	}
 	return timeOrDash(*t)
+}
+
+func ticketsCommand() *cobra.Command {
+	tickets := &cobra.Command{Use: "tickets", Short: "Creates, lists, shows and revokes one-shot tickets"}
+	create := &cobra.Command{
+		Use:   "create --place <place> --purpose <purpose> [--password …] [--expires 5d] [--user …] [--data '{…}'] [--url …] [--count N]",
+		Short: "Creates tickets and prints their credentials (shown once)",
+		Args:  cobra.NoArgs,
+		RunE: withOps(func(c *cobra.Command, o ops, _ []string) error {
+			f := c.Flags()
+			var in newTickets
+			in.Place, _ = f.GetString("place")
+			in.Purpose, _ = f.GetString("purpose")
+			in.Password, _ = f.GetString("password")
+			in.Expires, _ = f.GetString("expires")
+			in.User, _ = f.GetString("user")
+			in.URL, _ = f.GetString("url")
+			in.Count, _ = f.GetInt("count")
+			data, _ := f.GetString("data")
+			var err error
+			if in.Data, err = parseData(data); err != nil {
+				return err
+			}
+			ts, err := o.createTickets(c.Context(), in)
+			if err != nil {
+				return err
+			}
+			if wantJSON(c) {
+				return writeJSON(c.OutOrStdout(), ts)
+			}
+			w := c.OutOrStdout()
+			for _, t := range ts {
+				if t.URL != "" {
+					fmt.Fprintln(w, t.URL)
+				} else {
+					fmt.Fprintf(w, "uuid=%s password=%s\n", t.UUID, t.Password)
+				}
+			}
+			fmt.Fprintf(c.ErrOrStderr(), "%d ticket(s) for %s/%s; passwords are shown once\n", len(ts), in.Place, in.Purpose)
+			return nil
+		}),
+	}
+	cf := create.Flags()
+	cf.String("place", "", "Place the ticket is for, e.g. louvre")
+	cf.String("purpose", "", "Purpose, e.g. visit")
+	cf.String("password", "", "A password a person chose (hashed with argon2id); default: a generated one per ticket")
+	cf.String("expires", "", "Lifetime, e.g. 5d; default: none")
+	cf.String("user", "", "User the ticket acts for (email or id): the upstream gets X-User-ID")
+	cf.String("data", "", "JSON object sent upstream in X-Ticket-Data")
+	cf.String("url", "", "Print full links to this URL with ?uuid=…&password=…")
+	cf.Int("count", 1, "How many tickets to make")
+
+	list := &cobra.Command{
+		Use:   "list [--place …] [--purpose …] [--state valid|in_use|used|revoked|expired]",
+		Short: "Lists tickets, newest first",
+		Args:  cobra.NoArgs,
+		RunE: withOps(func(c *cobra.Command, o ops, _ []string) error {
+			f := c.Flags()
+			var tf store.TicketFilter
+			tf.Place, _ = f.GetString("place")
+			tf.Purpose, _ = f.GetString("purpose")
+			tf.State, _ = f.GetString("state")
+			ts, err := o.st.Tickets(c.Context(), tf)
+			if err != nil {
+				return err
+			}
+			if wantJSON(c) {
+				js := make([]ticketJSON, len(ts))
+				for i := range ts {
+					js[i] = toTicketJSON(&ts[i])
+				}
+				return writeJSON(c.OutOrStdout(), js)
+			}
+			tw := tabwriter.NewWriter(c.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "UUID\tPLACE\tPURPOSE\tSTATE\tCREATED\tEXPIRES\tUSED\tSTATUS\tIP")
+			for _, t := range ts {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", t.UUID, t.Place, t.Purpose, t.State, timeOrDash(t.CreatedAt),
+					timeOrDash(t.ExpiresAt), timeOrDash(t.UsedAt), t.UseStatus, dash(t.UseIP))
+			}
+			return tw.Flush()
+		}),
+	}
+	list.Flags().String("place", "", "Only this place")
+	list.Flags().String("purpose", "", "Only this purpose")
+	list.Flags().String("state", "", "Only this state")
+
+	show := &cobra.Command{
+		Use:   "show <uuid>",
+		Short: "Shows a ticket and every attempt to use it",
+		Args:  cobra.ExactArgs(1),
+		RunE: withOps(func(c *cobra.Command, o ops, args []string) error {
+			t, err := o.showTicket(c.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if wantJSON(c) {
+				return writeJSON(c.OutOrStdout(), t)
+			}
+			w := c.OutOrStdout()
+			fmt.Fprintf(w, "ticket %s: %s/%s, %s, created %s, expires %s, data %s\n", t.UUID, t.Place, t.Purpose, t.State,
+				timeOrDash(t.CreatedAt), optTimeText(t.ExpiresAt), string(t.Data))
+			if t.UsedAt != nil {
+				fmt.Fprintf(w, "used %s from %s (%s), upstream status %d\n", timeOrDash(*t.UsedAt), t.UseIP, t.UseUA, t.UseStatus)
+			}
+			fmt.Fprintln(w)
+			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "TIME\tOUTCOME\tREASON\tSTATUS\tMETHOD\tPATH\tCLIENT IP\tBROWSER")
+			for _, e := range t.Attempts {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", timeOrDash(e.Time), e.Outcome, dash(e.Reason), e.Status, e.Method, e.Path,
+					dash(e.ClientIP), dash(strings.TrimSpace(e.Browser+" "+e.Version)))
+			}
+			return tw.Flush()
+		}),
+	}
+	revoke := &cobra.Command{
+		Use:   "revoke <uuid>",
+		Short: "Revokes a ticket",
+		Args:  cobra.ExactArgs(1),
+		RunE: withOps(func(c *cobra.Command, o ops, args []string) error {
+			if err := o.revokeTicket(c.Context(), args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.OutOrStdout(), "revoked ticket %s\n", args[0])
+			return nil
+		}),
+	}
+	tickets.AddCommand(create, list, show, revoke)
+	return tickets
 }

@@ -40,6 +40,8 @@ type Handler struct {
 	Invite *InviteConfig `json:"invite,omitempty"`
 	// Signed links: present makes the route take them.
 	Link *LinkConfig `json:"link,omitempty"`
+	// One-shot tickets: with pairs, the route requires a ticket.
+	Tickets *TicketsConfig `json:"tickets,omitempty"`
 
 	gate *gate.Gate
 }
@@ -179,6 +181,21 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			deps.LinkRequestsPerIP, deps.LinkRequestsPerAddress = gate.NewLinkRequestLimiters()
 		}
 	}
+	var tc gate.TicketConfig
+	if h.Tickets != nil && len(h.Tickets.Accept) > 0 {
+		if tc, err = h.Tickets.gateConfig(); err != nil {
+			return err
+		}
+		deps.Tickets = app.tickets
+		attempts, window := defaultThrottleAttempts, defaultThrottleWindow
+		if th := h.Tickets.Throttle; th != nil {
+			attempts = th.Attempts
+			if th.Window > 0 {
+				window = time.Duration(th.Window)
+			}
+		}
+		deps.TicketThrottleIP, deps.TicketThrottleUUID = throttle.New(attempts, window), throttle.New(attempts, window)
+	}
 	h.gate = gate.New(gate.Config{
 		UserHeader:    h.UserHeader,
 		SessionHeader: h.SessionHeader,
@@ -187,6 +204,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		LoginURL:      h.LoginURL,
 		InviteLength:  h.Invite.length(),
 		Link:          lc,
+		Tickets:       tc,
 	}, deps)
 	return nil
 }
@@ -215,6 +233,19 @@ func (h *Handler) Validate() error {
 		}
 		if t := h.Invite.Throttle; t != nil && (t.Attempts < 0 || t.Window < 0) {
 			return errors.New("invite throttle must not be negative")
+		}
+	}
+	if h.Tickets != nil {
+		if _, err := stampOn(h.Tickets.StampOn); err != nil {
+			return err
+		}
+		for _, p := range h.Tickets.Accept {
+			if !validName(p.Place) || !validName(p.Purpose) {
+				return fmt.Errorf("ticket place %q and purpose %q must be words without spaces", p.Place, p.Purpose)
+			}
+		}
+		if h.Tickets.Lease < 0 {
+			return errors.New("ticket lease must not be negative")
 		}
 	}
 	if h.Link != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/latchkeyhq/latchkey/internal/link"
 	"github.com/latchkeyhq/latchkey/internal/session"
 	"github.com/latchkeyhq/latchkey/internal/store"
+	"github.com/latchkeyhq/latchkey/internal/ticket"
 )
 
 // ops are the operations the CLI and the admin API share, so that both say
@@ -31,6 +32,8 @@ type ops struct {
 	secret []byte
 	mailer gate.Mailer
 	ring   *link.KeyRing // the running app's; nil in the CLI, built from the config
+	// tickets hashes ticket passwords; nil in the CLI, built from the config.
+	tickets *ticket.Hasher
 }
 
 // userJSON is how a user looks in --json output and on the admin API.

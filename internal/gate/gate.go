@@ -19,6 +19,7 @@ import (
 	"github.com/latchkeyhq/latchkey/internal/session"
 	"github.com/latchkeyhq/latchkey/internal/store"
 	"github.com/latchkeyhq/latchkey/internal/throttle"
+	"github.com/latchkeyhq/latchkey/internal/ticket"
 	"github.com/latchkeyhq/latchkey/internal/web"
 )
 
@@ -58,6 +59,8 @@ type Config struct {
 	InviteLength int
 	// Link is how the route takes signed links (when Deps.Links is set).
 	Link LinkConfig
+	// Tickets, with pairs, makes the route require a one-shot ticket.
+	Tickets TicketConfig
 }
 
 func (c Config) withDefaults() Config {
@@ -72,6 +75,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Prefix == "" {
 		c.Prefix = DefaultPrefix
+	}
+	if c.Tickets.Names.UUID == "" {
+		c.Tickets.Names.UUID = "uuid"
+	}
+	if c.Tickets.Names.Password == "" {
+		c.Tickets.Names.Password = "password"
+	}
+	if c.Tickets.Lease <= 0 {
+		c.Tickets.Lease = DefaultTicketLease
 	}
 	if c.Link.Param == "" {
 		c.Link.Param = "token"
@@ -125,6 +137,11 @@ type Deps struct {
 	LoginLinks             LoginLinker
 	LinkRequestsPerIP      *throttle.Limiter
 	LinkRequestsPerAddress *throttle.Limiter
+	// Tickets checks ticket passwords; the limiters count failures per
+	// client IP and per ticket.
+	Tickets            *ticket.Hasher
+	TicketThrottleIP   *throttle.Limiter
+	TicketThrottleUUID *throttle.Limiter
 	// Mailer sends invite mails from the staff page; nil when no SMTP
 	// server is configured (the page then shows the code).
 	Mailer Mailer
@@ -167,7 +184,7 @@ func New(cfg Config, d Deps) *Gate {
 	return &Gate{
 		cfg:     cfg,
 		d:       d,
-		strip:   NewHeaderStripper(names, []string{"X-Latchkey-"}),
+		strip:   NewHeaderStripper(names, []string{"X-Latchkey-", "X-Ticket-"}),
 		logout:  cfg.Prefix + "logout",
 		login:   cfg.Prefix + "login",
 		invite:  cfg.Prefix + "invite",
@@ -195,6 +212,10 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, env Env, next N
 		if token, rest, found := link.TokenFromQuery(r.URL.RawQuery, g.cfg.Link.Param); found {
 			return g.serveLink(w, r, env, next, start, token, rest)
 		}
+	}
+
+	if len(g.cfg.Tickets.Pairs) > 0 && g.d.Tickets != nil {
+		return g.serveTicket(w, r, env, next, start)
 	}
 
 	ev := g.event(r, env, start)

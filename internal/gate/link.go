@@ -2,6 +2,7 @@ package gate
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -203,7 +204,7 @@ func (g *Gate) serveLink(w http.ResponseWriter, r *http.Request, env Env, next N
 		status = http.StatusOK
 	}
 	if ev.ID != 0 {
-		if serr := g.d.Store.SetAuditStatus(r.Context(), ev.ID, status, g.d.Now().Sub(start)); serr != nil {
+		if serr := g.d.Store.SetAuditStatus(context.WithoutCancel(r.Context()), ev.ID, status, g.d.Now().Sub(start)); serr != nil {
 			g.d.Logger.Warn("recording link response status", zap.String("jti", claims.ID), zap.Error(serr))
 		}
 	}
@@ -217,18 +218,25 @@ func asciiJSON(v any) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	return escapeNonASCII(b), nil
+}
+
+// escapeNonASCII rewrites every non-ASCII character of JSON text as a \u
+// escape, which any JSON parser reads back as the same text.
+func escapeNonASCII(b []byte) string {
 	var out bytes.Buffer
 	for len(b) > 0 {
 		r, size := utf8.DecodeRune(b)
-		if r < utf8.RuneSelf {
+		switch {
+		case r < utf8.RuneSelf:
 			out.WriteByte(b[0])
-		} else if r > 0xFFFF {
+		case r > 0xFFFF:
 			r1, r2 := utf16.EncodeRune(r)
 			fmt.Fprintf(&out, `\u%04x\u%04x`, r1, r2)
-		} else {
+		default:
 			fmt.Fprintf(&out, `\u%04x`, r)
 		}
 		b = b[size:]
 	}
-	return out.String(), nil
+	return out.String()
 }
