@@ -26,6 +26,7 @@ import (
 	"github.com/latchkeyhq/latchkey/internal/session"
 	"github.com/latchkeyhq/latchkey/internal/store"
 	"github.com/latchkeyhq/latchkey/internal/store/sqlite"
+	"github.com/latchkeyhq/latchkey/internal/ticket"
 )
 
 // throughputClients is about how many keep-alive clients RunParallel runs
@@ -48,7 +49,14 @@ const throughputClients = 16
 //     with unlimited uses, 200 from the upstream: JWT verify, user lookup,
 //     the use counted and its audit record written in one SQLite
 //     transaction on the request path, then the upstream's status written
-//     to that record (SetAuditStatus), a second write.
+//     to that record (SetAuditStatus), a second write;
+//   - latchkey_ticket: `latchkey { ticket bench run }`, every request with
+//     its own fresh one-shot ticket (generated password) in the query, 200
+//     from the upstream: ticket lookup, HMAC check, the claim and its audit
+//     record in one SQLite transaction, the credentials stripped, the
+//     ticket headers set, and the ticket stamped used in a second
+//     transaction. The tickets are created through the store before the
+//     timer starts, and all of them must be used afterwards.
 //
 // Client, Caddy and upstream share the process and its CPUs, so req/s is
 // what the whole loop sustains and the ratio understates the gateway's
@@ -69,6 +77,9 @@ func BenchmarkThroughCaddy(b *testing.B) {
 	b.Run("latchkey_link", func(b *testing.B) {
 		rig.run(b, rig.link, http.StatusOK)
 	})
+	b.Run("latchkey_ticket", func(b *testing.B) {
+		rig.runTickets(b)
+	})
 }
 
 // throughputRig is the Caddy, upstream and clients the sub-benchmarks
@@ -80,11 +91,20 @@ type throughputRig struct {
 	session     *throughputTarget
 	refused     *throughputTarget
 	link        *throughputTarget
+	ticket      *throughputTarget
+
+	// The tickets are created through a second handle on Caddy's database,
+	// with the gateway's secret.
+	st      store.Store
+	tickets *ticket.Hasher
 
 	// Requests that reached the upstream through the latchkey site without
 	// the session's user in X-User-ID (a refused request reaching the
 	// upstream counts too).
 	badIdentity atomic.Int64
+	// Requests that reached the upstream through the ticket site without
+	// X-Ticket-ID, or with the credentials still in the query.
+	badTicket atomic.Int64
 }
 
 type throughputTarget struct {
@@ -110,7 +130,7 @@ func startThroughputRig(b *testing.B) *throughputRig {
 		st.Close()
 		b.Fatal(err)
 	}
-	plainPort, gatePort, linkPort := throughputFreePort(b), throughputFreePort(b), throughputFreePort(b)
+	plainPort, gatePort, linkPort, ticketPort := throughputFreePort(b), throughputFreePort(b), throughputFreePort(b), throughputFreePort(b)
 	token, _, err := session.New(st, []byte(testSecret), session.Config{}, nil, nil).Start(ctx, u.ID, "bench", "", "127.0.0.1", "go-bench")
 	var linkURL string
 	if err == nil {
@@ -130,6 +150,9 @@ func startThroughputRig(b *testing.B) *throughputRig {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, "/latchkey/") && r.Header.Get("X-User-ID") != wantUID {
 			rig.badIdentity.Add(1)
+		}
+		if strings.HasPrefix(r.URL.Path, "/ticket/") && (r.Header.Get("X-Ticket-ID") == "" || r.URL.RawQuery != "") {
+			rig.badTicket.Add(1)
 		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write(body)
@@ -173,8 +196,15 @@ http://127.0.0.1:%d {
 	}
 	reverse_proxy %s %s
 }
+
+http://127.0.0.1:%d {
+	latchkey {
+		ticket bench run
+	}
+	reverse_proxy %s %s
+}
 `, filepath.Join(dir, "caddy"), db, testSecret, plainPort, upstreamAddr, transport, gatePort, upstreamAddr, transport,
-		linkPort, upstreamAddr, transport)
+		linkPort, upstreamAddr, transport, ticketPort, upstreamAddr, transport)
 	adapted, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt(caddyfile.Format([]byte(cfg)), nil)
 	if err != nil {
 		b.Fatalf("adapting Caddyfile: %v", err)
@@ -218,6 +248,19 @@ http://127.0.0.1:%d {
 	rig.session = newTarget(site(gatePort, "/latchkey/page"), "latchkey_session="+token)
 	rig.refused = newTarget(site(gatePort, "/latchkey/refused"), "")
 	rig.link = newTarget(linkURL, "")
+	rig.ticket = newTarget(site(ticketPort, "/ticket/page"), "")
+
+	// Opened after Caddy, and closed after Caddy stops (cleanups run last
+	// in, first out).
+	if rig.st, err = sqlite.Open(ctx, db); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { rig.st.Close() })
+	// Only the keyed hash of generated passwords is used, which depends on
+	// the secret alone.
+	if rig.tickets, err = ticket.NewHasher([]byte(testSecret), ticket.DefaultArgon2Params); err != nil {
+		b.Fatal(err)
+	}
 
 	// Open every client's connections (and fill the session cache) before
 	// any timing, so the first measured requests do not pay for dials.
@@ -243,7 +286,81 @@ http://127.0.0.1:%d {
 	if n := rig.badIdentity.Load(); n != 0 {
 		b.Fatalf("warm-up: %d requests reached the upstream through latchkey without X-User-ID %s", n, wantUID)
 	}
+	// The ticket site's clients, one fresh ticket each.
+	queries, uuids := rig.makeTickets(b, clients)
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for i := range clients {
+		wg.Go(func() {
+			req := rig.ticket.newRequest()
+			req.URL.RawQuery = queries[i]
+			if err := rig.ticket.do(req, http.StatusOK); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		b.Fatalf("warm-up: %v", err)
+	}
+	rig.checkUsed(b, uuids)
+	if n := rig.badTicket.Load(); n != 0 {
+		b.Fatalf("warm-up: %d requests reached the upstream through the ticket site without X-Ticket-ID or with credentials", n)
+	}
 	return rig
+}
+
+// makeTickets creates n bench/run tickets with generated passwords, as
+// `caddy latchkey tickets create` does, and returns each one's query
+// (uuid and password) and uuid.
+func (rig *throughputRig) makeTickets(b *testing.B, n int) (queries, uuids []string) {
+	b.Helper()
+	ctx := context.Background()
+	queries, uuids = make([]string, n), make([]string, n)
+	now := time.Now()
+	for i := range n {
+		pw, err := ticket.GeneratePassword()
+		if err != nil {
+			b.Fatal(err)
+		}
+		hash, err := rig.tickets.HashGenerated(pw)
+		if err != nil {
+			b.Fatal(err)
+		}
+		t := &store.Ticket{UUID: ticket.NewUUID(), Place: "bench", Purpose: "run", PasswordHash: hash,
+			PasswordKind: ticket.KindKeyed, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+		if err := rig.st.CreateTicket(ctx, t); err != nil {
+			b.Fatal(err)
+		}
+		queries[i] = url.Values{"uuid": {t.UUID}, "password": {pw}}.Encode()
+		uuids[i] = t.UUID
+	}
+	return queries, uuids
+}
+
+// checkUsed fails b unless every ticket is used. The client can have the
+// whole response before the gateway has stamped the ticket, so one still
+// in use gets a few seconds.
+func (rig *throughputRig) checkUsed(b *testing.B, uuids []string) {
+	b.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(5 * time.Second)
+	for _, id := range uuids {
+		for {
+			t, err := rig.st.Ticket(ctx, id)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if t.State == store.TicketUsed {
+				break
+			}
+			if t.State != store.TicketInUse || time.Now().After(deadline) {
+				b.Fatalf("ticket %s is %s after its request, want %s", id, t.State, store.TicketUsed)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 }
 
 func (t *throughputTarget) newRequest() *http.Request {
@@ -302,6 +419,40 @@ func (rig *throughputRig) run(b *testing.B, t *throughputTarget, want int) {
 	if n := rig.badIdentity.Load() - bad; n != 0 {
 		b.Fatalf("%d requests reached the upstream through latchkey without the session's X-User-ID", n)
 	}
+}
+
+// runTickets is run for the ticket site: each request takes the next of b.N
+// tickets made before the timer starts.
+func (rig *throughputRig) runTickets(b *testing.B) {
+	queries, uuids := rig.makeTickets(b, b.N)
+	t := rig.ticket
+	var next, failed atomic.Int64
+	var first sync.Once
+	var firstErr error
+	bad := rig.badTicket.Load()
+	b.SetParallelism(rig.parallelism)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		req := t.newRequest()
+		for pb.Next() {
+			req.URL.RawQuery = queries[next.Add(1)-1]
+			if err := t.do(req, http.StatusOK); err != nil {
+				failed.Add(1)
+				first.Do(func() { firstErr = err })
+			}
+		}
+	})
+	b.StopTimer()
+	if s := b.Elapsed().Seconds(); s > 0 {
+		b.ReportMetric(float64(b.N)/s, "req/s")
+	}
+	if n := failed.Load(); n > 0 {
+		b.Fatalf("%d of %d requests failed; first: %v", n, b.N, firstErr)
+	}
+	if n := rig.badTicket.Load() - bad; n != 0 {
+		b.Fatalf("%d requests reached the upstream through the ticket site without X-Ticket-ID or with credentials", n)
+	}
+	rig.checkUsed(b, uuids)
 }
 
 // throughputFreePort is freePort for benchmarks.

@@ -78,10 +78,16 @@ func (g *Gate) serveTicket(w http.ResponseWriter, r *http.Request, env Env, next
 		ev.Reason = "missing"
 		return g.refuse(w, r, ev, http.StatusUnauthorized, start)
 	}
-	ev.CredentialID = creds.UUID
+	// The uuid is the client's string until it is found: bound what it can
+	// put into the audit trail and the throttle's table.
+	id := creds.UUID
+	if len(id) > 64 {
+		id = id[:64]
+	}
+	ev.CredentialID = id
 	now := g.d.Now()
 	okIP, waitIP := g.d.TicketThrottleIP.Allow(env.ClientIP, now)
-	okID, waitID := g.d.TicketThrottleUUID.Allow(creds.UUID, now)
+	okID, waitID := g.d.TicketThrottleUUID.Allow(id, now)
 	if !okIP || !okID {
 		ev.Reason = "throttled"
 		w.Header().Set("Retry-After", retryAfter(max(waitIP, waitID)))
@@ -100,7 +106,7 @@ func (g *Gate) serveTicket(w http.ResponseWriter, r *http.Request, env Env, next
 	// Always checked, also for an unknown uuid, so both cost the same.
 	if !g.d.Tickets.Check(t, creds.Password) {
 		g.d.TicketThrottleIP.Fail(env.ClientIP, now)
-		g.d.TicketThrottleUUID.Fail(creds.UUID, now)
+		g.d.TicketThrottleUUID.Fail(id, now)
 		ev.Reason = "bad_password"
 		if t == nil {
 			ev.Reason = "unknown"
