@@ -161,6 +161,10 @@ func TestMagicLinkLoginWithConfirmation(t *testing.T) {
 	if r := g.send(http.MethodPost, l.URL, "latchkey_confirm=1", nil); r.StatusCode != http.StatusGone {
 		t.Errorf("second use of the magic link: %d, want 410", r.StatusCode)
 	}
+	// Opened again by the user it signed in, it leads where it led.
+	if r := g.send(http.MethodPost, l.URL, "latchkey_confirm=1", cookie(token)); r.StatusCode != http.StatusSeeOther || r.Header.Get("Location") != "/dashboard?tab=1" {
+		t.Errorf("used link with the user's own session: %d %q, want 303 to the clean URL", r.StatusCode, r.Header.Get("Location"))
+	}
 }
 
 func TestLinkRefusals(t *testing.T) {

@@ -161,16 +161,23 @@ func (g *Gate) serveLink(w http.ResponseWriter, r *http.Request, env Env, next N
 		if l, err := g.d.Store.Link(r.Context(), claims.ID); err == nil && !l.RevokedAt.IsZero() {
 			ev.Reason = ReasonRevoked
 		}
+		// A used magic link opened again by the user it signed in (from the
+		// mail, or the back button) takes them where it led, not to an error.
+		if ev.Reason == ReasonUsedUp && claims.Mode == link.ModeLogin {
+			if su, reason, err := g.d.Sessions.Check(r.Context(), g.cookie(r)); err == nil && reason == "" && su.UserID == uid {
+				ev.Status = http.StatusSeeOther
+				ev.Latency = g.d.Now().Sub(start)
+				g.d.Audit.Record(ev)
+				http.Redirect(w, r, cleanURL(r.URL.Path, rest), http.StatusSeeOther)
+				return nil
+			}
+		}
 		return g.refuse(w, r, ev, linkStatus[ev.Reason], start)
 	}
 
-	clean := r.URL.Path
-	if rest != "" {
-		clean += "?" + rest
-	}
 	if claims.Mode == link.ModeLogin {
 		g.SetCookie(w, r, cookieToken, use.Session)
-		http.Redirect(w, r, clean, http.StatusSeeOther)
+		http.Redirect(w, r, cleanURL(r.URL.Path, rest), http.StatusSeeOther)
 		return nil
 	}
 
@@ -209,6 +216,14 @@ func (g *Gate) serveLink(w http.ResponseWriter, r *http.Request, env Env, next N
 		}
 	}
 	return err
+}
+
+// cleanURL is the request's path and query without the token.
+func cleanURL(path, rest string) string {
+	if rest == "" {
+		return path
+	}
+	return path + "?" + rest
 }
 
 // asciiJSON encodes v as JSON with every non-ASCII character escaped, so that
