@@ -123,23 +123,7 @@ func (s *Store) Invites(ctx context.Context, f store.InviteFilter) ([]store.Invi
 		q.WriteString(` LIMIT ?`)
 		args = append(args, f.Limit)
 	}
-	rows, err := s.r.QueryContext(ctx, q.String(), args...)
-	if err != nil {
-		return nil, fmt.Errorf("listing invites %+v: %w", f, err)
-	}
-	defer rows.Close()
-	var out []store.Invite
-	for rows.Next() {
-		var inv store.Invite
-		if err := scanInvite(rows, &inv); err != nil {
-			return nil, fmt.Errorf("listing invites %+v: %w", f, err)
-		}
-		out = append(out, inv)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("listing invites %+v: %w", f, err)
-	}
-	return out, nil
+	return listRows(ctx, s.r, fmt.Sprintf("invites %+v", f), q.String(), args, scanInvite)
 }
 
 // RevokeInvite keeps the invite's first revocation time if called again,

@@ -97,23 +97,7 @@ func (s *Store) Links(ctx context.Context, f store.LinkFilter) ([]store.Link, er
 		q.WriteString(` LIMIT ?`)
 		args = append(args, f.Limit)
 	}
-	rows, err := s.r.QueryContext(ctx, q.String(), args...)
-	if err != nil {
-		return nil, fmt.Errorf("listing links %+v: %w", f, err)
-	}
-	defer rows.Close()
-	var out []store.Link
-	for rows.Next() {
-		var l store.Link
-		if err := scanLink(rows, &l); err != nil {
-			return nil, fmt.Errorf("listing links %+v: %w", f, err)
-		}
-		out = append(out, l)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("listing links %+v: %w", f, err)
-	}
-	return out, nil
+	return listRows(ctx, s.r, fmt.Sprintf("links %+v", f), q.String(), args, scanLink)
 }
 
 // RevokeLink is one upsert: an existing row keeps its first revocation

@@ -159,21 +159,6 @@ func (s *Store) Sessions(ctx context.Context, f store.SessionFilter) ([]store.Se
 		q.WriteString(` LIMIT ?`)
 		args = append(args, f.Limit)
 	}
-	rows, err := s.r.QueryContext(ctx, q.String(), args...)
-	if err != nil {
-		return nil, fmt.Errorf("listing sessions %+v: %w", f, err)
-	}
-	defer rows.Close()
-	var out []store.Session
-	for rows.Next() {
-		var sess store.Session
-		if err := scanSession(rows, &sess); err != nil {
-			return nil, fmt.Errorf("listing sessions %+v: %w", f, err)
-		}
-		out = append(out, sess)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("listing sessions %+v: %w", f, err)
-	}
-	return out, nil
+	return listRows(ctx, s.r, fmt.Sprintf("sessions %+v", f), q.String(), args,
+		func(r interface{ Scan(...any) error }, sess *store.Session) error { return scanSession(r, sess) })
 }

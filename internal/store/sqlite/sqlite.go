@@ -308,3 +308,25 @@ func (s *Store) inTx(ctx context.Context, f func(tx *sql.Tx) error) error {
 	}
 	return nil
 }
+
+// listRows runs a read query and scans every row into a T; what names the
+// listing in errors ("invites {Site:…}").
+func listRows[T any](ctx context.Context, db *sql.DB, what, query string, args []any, scan func(interface{ Scan(...any) error }, *T) error) ([]T, error) {
+	rows, err := db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("listing %s: %w", what, err)
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		var v T
+		if err := scan(rows, &v); err != nil {
+			return nil, fmt.Errorf("listing %s: %w", what, err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("listing %s: %w", what, err)
+	}
+	return out, nil
+}

@@ -133,23 +133,7 @@ func (s *Store) Tickets(ctx context.Context, f store.TicketFilter) ([]store.Tick
 		q.WriteString(` LIMIT ?`)
 		args = append(args, f.Limit)
 	}
-	rows, err := s.r.QueryContext(ctx, q.String(), args...)
-	if err != nil {
-		return nil, fmt.Errorf("listing tickets %+v: %w", f, err)
-	}
-	defer rows.Close()
-	var out []store.Ticket
-	for rows.Next() {
-		var t store.Ticket
-		if err := scanTicket(rows, &t); err != nil {
-			return nil, fmt.Errorf("listing tickets %+v: %w", f, err)
-		}
-		out = append(out, t)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("listing tickets %+v: %w", f, err)
-	}
-	return out, nil
+	return listRows(ctx, s.r, fmt.Sprintf("tickets %+v", f), q.String(), args, scanTicket)
 }
 
 // RevokeTicket revokes a valid or in_use ticket at at (now if zero) and

@@ -124,23 +124,7 @@ func (s *Store) UserByEmail(ctx context.Context, site, email string) (*store.Use
 }
 
 func (s *Store) Users(ctx context.Context) ([]store.User, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+userColumns+` FROM users u ORDER BY u.id`)
-	if err != nil {
-		return nil, fmt.Errorf("listing users: %w", err)
-	}
-	defer rows.Close()
-	var users []store.User
-	for rows.Next() {
-		var u store.User
-		if err := scanUser(rows, &u); err != nil {
-			return nil, fmt.Errorf("listing users: %w", err)
-		}
-		users = append(users, u)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("listing users: %w", err)
-	}
-	return users, nil
+	return listRows(ctx, s.r, "users", `SELECT `+userColumns+` FROM users u ORDER BY u.id`, nil, scanUser)
 }
 
 func (s *Store) SetUserActive(ctx context.Context, id int64, active bool) error {
