@@ -559,3 +559,34 @@ http://127.0.0.1:%d {
 		t.Errorf("error %q does not name the path %s", err, bad)
 	}
 }
+
+// getAtOnce sends n GETs of rawURL at the same moment, each on its own
+// connection, and counts the statuses.
+func getAtOnce(t *testing.T, rawURL string, n int) map[int]int {
+	t.Helper()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	statuses := map[int]int{}
+	start := make(chan struct{})
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: n}}
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			resp, err := client.Get(rawURL)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			mu.Lock()
+			statuses[resp.StatusCode]++
+			mu.Unlock()
+		}()
+	}
+	close(start)
+	wg.Wait()
+	return statuses
+}

@@ -3,11 +3,9 @@ package caddymodule_test
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/latchkeyhq/latchkey/internal/mail/mailtest"
@@ -242,30 +240,7 @@ func TestConcurrentUsesOfMaxUses3Link(t *testing.T) {
 	g.user("crowd@example.com")
 	l := g.mintLink(o, "--user", "crowd@example.com", "--url", g.url+"/unsubscribe", "--max-uses", "3")
 	const n = 200
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	statuses := map[int]int{}
-	start := make(chan struct{})
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: n}}
-	for i := 0; i < n; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			resp, err := client.Get(l.URL)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			mu.Lock()
-			statuses[resp.StatusCode]++
-			mu.Unlock()
-		}()
-	}
-	close(start)
-	wg.Wait()
+	statuses := getAtOnce(t, l.URL, n)
 	if statuses[200] != 3 || statuses[http.StatusGone] != n-3 || g.upstream.count() != 3 {
 		t.Fatalf("statuses %v, upstream saw %d; want exactly 3 successes and %d 410s", statuses, g.upstream.count(), n-3)
 	}

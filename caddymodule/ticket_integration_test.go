@@ -3,11 +3,9 @@ package caddymodule_test
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -167,30 +165,7 @@ func TestConcurrentUsesOfOneTicket(t *testing.T) {
 	g := startGateway(t, o)
 	tk := g.createTickets(o, "--place", "louvre", "--purpose", "visit", "--url", g.url+"/louvre")[0]
 	const n = 200
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	statuses := map[int]int{}
-	start := make(chan struct{})
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: n}}
-	for i := 0; i < n; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			resp, err := client.Get(tk.URL)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			mu.Lock()
-			statuses[resp.StatusCode]++
-			mu.Unlock()
-		}()
-	}
-	close(start)
-	wg.Wait()
+	statuses := getAtOnce(t, tk.URL, n)
 	if statuses[200] != 1 || statuses[http.StatusConflict]+statuses[http.StatusGone] != n-1 || g.upstream.count() != 1 {
 		t.Fatalf("statuses %v, upstream saw %d; want exactly one 200 and the rest 409 or 410", statuses, g.upstream.count())
 	}
