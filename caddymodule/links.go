@@ -197,6 +197,10 @@ func (o ops) revokeLinks(ctx context.Context, jti, user string) (string, error) 
 		if err := o.st.RevokeLink(ctx, jti, o.now()); err != nil {
 			return "", fmt.Errorf("revoking link %q: %w", jti, err)
 		}
+		// Its sessions were revoked with it; drop them from this process's cache.
+		if l, err := o.st.Link(ctx, jti); err == nil && l.UserID != 0 {
+			o.cache.ForgetUser(l.UserID)
+		}
 		return "revoked link " + jti, nil
 	case user != "":
 		u, err := o.resolveUser(ctx, user, "")
@@ -206,6 +210,7 @@ func (o ops) revokeLinks(ctx context.Context, jti, user string) (string, error) 
 		if err := o.st.RevokeUserLinks(ctx, u.ID, o.now()); err != nil {
 			return "", err
 		}
+		o.cache.ForgetUser(u.ID)
 		return fmt.Sprintf("revoked every link of user %d (%s)", u.ID, u.Email), nil
 	}
 	return "", inputErr("name a link id or --user")

@@ -358,9 +358,12 @@ type Store interface {
 	// RevokeLink keeps the first revocation time; a JTI with no row yet
 	// (minted offline, never used) gets a revoked row (CreatedAt at,
 	// CreatedBy "revoked", MaxUses 1), so it can never be used.
+	// Sessions the link started (Kind "link", CredentialID the JTI) are
+	// revoked with it, in the same transaction.
 	RevokeLink(ctx context.Context, jti string, at time.Time) error
 	// RevokeUserLinks sets the user's LinksRevokedBefore to at and revokes
 	// every row of theirs, in one transaction. Missing user: ErrNotFound.
+	// The user's sessions started by links are revoked too.
 	RevokeUserLinks(ctx context.Context, userID int64, at time.Time) error
 	// UseLink takes one use: it creates the row if missing (from u, with
 	// CreatedAt u.At and CreatedBy "offline"; an existing row keeps its own

@@ -112,10 +112,18 @@ func (s *Store) RevokeLink(ctx context.Context, jti string, at time.Time) error 
 	if at.IsZero() {
 		at = time.Now()
 	}
-	_, err := s.w.ExecContext(ctx, `INSERT INTO links (jti, max_uses, created_at, created_by, revoked_at)
-		VALUES (?, 1, ?, 'revoked', ?)
-		ON CONFLICT (jti) DO UPDATE SET revoked_at = coalesce(revoked_at, excluded.revoked_at)`,
-		jti, at.UnixNano(), at.UnixNano())
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO links (jti, max_uses, created_at, created_by, revoked_at)
+			VALUES (?, 1, ?, 'revoked', ?)
+			ON CONFLICT (jti) DO UPDATE SET revoked_at = coalesce(revoked_at, excluded.revoked_at)`,
+			jti, at.UnixNano(), at.UnixNano()); err != nil {
+			return err
+		}
+		// The sessions the link started (login mode) end with it.
+		_, err := tx.ExecContext(ctx, `UPDATE sessions SET revoked_at = ? WHERE kind = 'link' AND credential_id = ? AND revoked_at IS NULL`,
+			at.UnixNano(), jti)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("revoking link %q: %w", jti, err)
 	}
@@ -135,7 +143,11 @@ func (s *Store) RevokeUserLinks(ctx context.Context, userID int64, at time.Time)
 		if err := oneRow(res, err); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE links SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL`,
+		if _, err := tx.ExecContext(ctx, `UPDATE links SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL`,
+			at.UnixNano(), userID); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE sessions SET revoked_at = ? WHERE kind = 'link' AND user_id = ? AND revoked_at IS NULL`,
 			at.UnixNano(), userID)
 		return err
 	})

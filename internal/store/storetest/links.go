@@ -778,3 +778,44 @@ func testRevokeUserLinks(t *testing.T, s store.Store) {
 		t.Errorf("RevokeUserLinks of unknown user: err = %v, want ErrNotFound", err)
 	}
 }
+
+// testRevokeLinkEndsItsSessions: a magic link's sessions end when the link,
+// or every link of the user, is revoked; other sessions are untouched.
+func testRevokeLinkEndsItsSessions(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	now := time.Now()
+	u := mustCreateUser(t, s, "", "magic@example.com")
+	mk := func(id, kind, cred string) {
+		sess := newSession(u, id, now)
+		sess.Kind, sess.CredentialID = kind, cred
+		if err := s.CreateSession(ctx, sess); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mk("by-link-a", "link", "jti-a")
+	mk("by-link-b", "link", "jti-b")
+	mk("by-invite", "invite", "jti-a")
+	revoked := func() map[string]bool {
+		ss, err := s.Sessions(ctx, store.SessionFilter{UserID: u.ID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[string]bool{}
+		for _, x := range ss {
+			m[x.ID] = !x.RevokedAt.IsZero()
+		}
+		return m
+	}
+	if err := s.RevokeLink(ctx, "jti-a", now); err != nil {
+		t.Fatal(err)
+	}
+	if r := revoked(); !r["by-link-a"] || r["by-link-b"] || r["by-invite"] {
+		t.Fatalf("after revoking jti-a: %v, want only by-link-a revoked", r)
+	}
+	if err := s.RevokeUserLinks(ctx, u.ID, now); err != nil {
+		t.Fatal(err)
+	}
+	if r := revoked(); !r["by-link-b"] || r["by-invite"] {
+		t.Fatalf("after revoking the user's links: %v, want by-link-b revoked, by-invite not", r)
+	}
+}

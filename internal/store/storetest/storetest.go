@@ -56,6 +56,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"RedeemConcurrent", testRedeemConcurrent},
 		{"RedeemRollback", testRedeemRollback},
 		{"Links", testLinks},
+		{"RevokeLinkEndsItsSessions", testRevokeLinkEndsItsSessions},
 		{"LinkConflict", testLinkConflict},
 		{"UseLinkCreated", testUseLinkCreated},
 		{"UseLinkOffline", testUseLinkOffline},
