@@ -143,13 +143,15 @@ func TestFailedUpstreamLeavesTicketUsable(t *testing.T) {
 	}
 	// A request killed mid-flight leaves a claim; once its lease lapses the
 	// guest can use the ticket.
-	if err := g.st.ClaimTicket(t.Context(), tk.UUID, time.Now(), time.Now().Add(300*time.Millisecond), nil); err != nil {
+	// The lease is long enough that a slow machine still sees it live.
+	leaseEnd := time.Now().Add(2 * time.Second)
+	if err := g.st.ClaimTicket(t.Context(), tk.UUID, time.Now(), leaseEnd, nil); err != nil {
 		t.Fatal(err)
 	}
 	if r := g.send(http.MethodGet, g.url+"/louvre?"+creds, "", nil); r.StatusCode != http.StatusConflict {
 		t.Errorf("while claimed: %d, want 409", r.StatusCode)
 	}
-	time.Sleep(350 * time.Millisecond)
+	time.Sleep(time.Until(leaseEnd) + 50*time.Millisecond)
 	if r := g.send(http.MethodGet, g.url+"/louvre?"+creds, "", nil); r.StatusCode != 200 {
 		t.Fatalf("after the lease lapsed: %d, want 200", r.StatusCode)
 	}
