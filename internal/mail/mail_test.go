@@ -260,8 +260,11 @@ func TestSendInviteUnreachable(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), `sending invite to "leonard@example.com" via `+addr+": ") {
 				t.Errorf("err %v, want one naming the recipient and %s", err, addr)
 			}
-			if took > 3*timeout {
-				t.Errorf("took %v with a timeout of %v", took, timeout)
+			// Not a speed check: a send that ignored the configured timeout
+			// would wait for the 10 s default (or forever on the silent
+			// server); anything well under that shows the timeout applied.
+			if took >= DefaultTimeout/2 {
+				t.Errorf("took %v with a timeout of %v: the configured timeout was not applied", took, timeout)
 			}
 		})
 	}
