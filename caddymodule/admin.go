@@ -94,10 +94,7 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return apiErr(err)
 		}
-		out := make([]userJSON, len(us))
-		for i := range us {
-			out[i] = toUserJSON(&us[i])
-		}
+		out := toJSON(us, toUserJSON)
 		return reply(w, http.StatusOK, out)
 	case route(parts, r, http.MethodPost, "users"):
 		var in newUser
@@ -121,10 +118,7 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return apiErr(err)
 		}
-		out := make([]sessionJSON, len(ss))
-		for i := range ss {
-			out[i] = toSessionJSON(&ss[i])
-		}
+		out := toJSON(ss, toSessionJSON)
 		return reply(w, http.StatusOK, out)
 	case route(parts, r, http.MethodPost, "sessions", "*", "revoke"):
 		if err := o.revokeSession(ctx, parts[1]); err != nil {
@@ -136,10 +130,7 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return apiErr(err)
 		}
-		out := make([]inviteJSON, len(invs))
-		for i := range invs {
-			out[i] = toInviteJSON(&invs[i])
-		}
+		out := toJSON(invs, toInviteJSON)
 		return reply(w, http.StatusOK, out)
 	case route(parts, r, http.MethodPost, "invites"):
 		var in newInvite
@@ -172,10 +163,7 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return apiErr(err)
 		}
-		out := make([]linkJSON, len(ls))
-		for i := range ls {
-			out[i] = toLinkJSON(&ls[i])
-		}
+		out := toJSON(ls, toLinkJSON)
 		return reply(w, http.StatusOK, out)
 	case route(parts, r, http.MethodPost, "links"):
 		var in newLink
@@ -210,10 +198,7 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return apiErr(err)
 		}
-		out := make([]ticketJSON, len(ts))
-		for i := range ts {
-			out[i] = toTicketJSON(&ts[i])
-		}
+		out := toJSON(ts, toTicketJSON)
 		return reply(w, http.StatusOK, out)
 	case route(parts, r, http.MethodPost, "tickets"):
 		var in newTickets
@@ -249,10 +234,7 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return apiErr(err)
 		}
-		out := make([]auditJSON, len(evs))
-		for i := range evs {
-			out[i] = toAuditJSON(&evs[i])
-		}
+		out := toJSON(evs, toAuditJSON)
 		return reply(w, http.StatusOK, out)
 	}
 	return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("no latchkey admin route %s %s", r.Method, r.URL.Path)}

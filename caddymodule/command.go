@@ -287,13 +287,10 @@ func writeJSON(w io.Writer, v any) error {
 func printUsers(c *cobra.Command, us []store.User) error {
 	out := c.OutOrStdout()
 	if wantJSON(c) {
-		js := make([]userJSON, len(us))
-		for i := range us {
-			js[i] = toUserJSON(&us[i])
-		}
+		js := toJSON(us, toUserJSON)
 		return writeJSON(out, js)
 	}
-	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	tw := newTable(out)
 	fmt.Fprintln(tw, "ID\tEMAIL\tSITE\tNAME\tPHONE\tACTIVE\tROLES\tLOGINS\tLAST LOGIN")
 	for _, u := range us {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%t\t%s\t%d\t%s\n", u.ID, u.Email, dash(u.Site), dash(u.Name), dash(u.Phone),
@@ -305,13 +302,10 @@ func printUsers(c *cobra.Command, us []store.User) error {
 func printSessions(c *cobra.Command, ss []store.Session) error {
 	out := c.OutOrStdout()
 	if wantJSON(c) {
-		js := make([]sessionJSON, len(ss))
-		for i := range ss {
-			js[i] = toSessionJSON(&ss[i])
-		}
+		js := toJSON(ss, toSessionJSON)
 		return writeJSON(out, js)
 	}
-	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	tw := newTable(out)
 	fmt.Fprintln(tw, "ID\tUSER\tSTARTED\tLAST SEEN\tEXPIRES\tREVOKED\tIP\tVIA")
 	for _, s := range ss {
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.UserID, timeOrDash(s.CreatedAt), timeOrDash(s.LastSeenAt),
@@ -323,13 +317,10 @@ func printSessions(c *cobra.Command, ss []store.Session) error {
 func printAudit(c *cobra.Command, evs []store.AuditEvent) error {
 	out := c.OutOrStdout()
 	if wantJSON(c) {
-		js := make([]auditJSON, len(evs))
-		for i := range evs {
-			js[i] = toAuditJSON(&evs[i])
-		}
+		js := toJSON(evs, toAuditJSON)
 		return writeJSON(out, js)
 	}
-	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	tw := newTable(out)
 	fmt.Fprintln(tw, "TIME\tKIND\tOUTCOME\tREASON\tUSER\tSTATUS\tMETHOD\tHOST\tPATH\tCLIENT IP\tBROWSER\tOS\tDEVICE")
 	for _, e := range evs {
 		user := "-"
@@ -341,6 +332,11 @@ func printAudit(c *cobra.Command, evs []store.AuditEvent) error {
 			user, e.Status, e.Method, e.Host, e.Path, dash(e.ClientIP), dash(browser), dash(e.UAOS), dash(e.UADevice))
 	}
 	return tw.Flush()
+}
+
+// newTable aligns the CLI's tables the same way everywhere.
+func newTable(w io.Writer) *tabwriter.Writer {
+	return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 }
 
 func dash(s string) string {
@@ -443,13 +439,10 @@ neither --send nor --no-send at a terminal, asks whether to mail it now.`,
 				return err
 			}
 			if wantJSON(c) {
-				js := make([]inviteJSON, len(invs))
-				for i := range invs {
-					js[i] = toInviteJSON(&invs[i])
-				}
+				js := toJSON(invs, toInviteJSON)
 				return writeJSON(c.OutOrStdout(), js)
 			}
-			tw := tabwriter.NewWriter(c.OutOrStdout(), 0, 4, 2, ' ', 0)
+			tw := newTable(c.OutOrStdout())
 			fmt.Fprintln(tw, "ID\tSITE\tEMAIL\tNAME\tCREATED\tFIRST USED\tUSES\tUSER\tSENT\tREVOKED")
 			for _, inv := range invs {
 				sent := timeOrDash(inv.SentAt)
@@ -581,13 +574,10 @@ func linksCommand() *cobra.Command {
 				return err
 			}
 			if wantJSON(c) {
-				js := make([]linkJSON, len(ls))
-				for i := range ls {
-					js[i] = toLinkJSON(&ls[i])
-				}
+				js := toJSON(ls, toLinkJSON)
 				return writeJSON(c.OutOrStdout(), js)
 			}
-			tw := tabwriter.NewWriter(c.OutOrStdout(), 0, 4, 2, ' ', 0)
+			tw := newTable(c.OutOrStdout())
 			fmt.Fprintln(tw, "JTI\tUSER\tMODE\tTARGET\tUSES\tEXPIRES\tREVOKED")
 			for _, l := range ls {
 				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d/%s\t%s\t%s\n", l.JTI, l.UserID, dash(l.Mode), dash(l.Target), l.Uses, maxText(l.MaxUses), timeOrDash(l.ExpiresAt), timeOrDash(l.RevokedAt))
@@ -612,7 +602,7 @@ func linksCommand() *cobra.Command {
 			w := c.OutOrStdout()
 			fmt.Fprintf(w, "link %s: user %d, %s mode, %s, used %d of %s, created %s by %s, expires %s, revoked %s\n\n",
 				l.JTI, l.UserID, l.Mode, dash(l.Target), l.Uses, maxText(l.MaxUses), timeOrDash(l.CreatedAt), dash(l.CreatedBy), optTimeText(l.ExpiresAt), optTimeText(l.RevokedAt))
-			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+			tw := newTable(w)
 			fmt.Fprintln(tw, "TIME\tOUTCOME\tREASON\tSTATUS\tMETHOD\tPATH\tCLIENT IP\tBROWSER\tOS\tDEVICE")
 			for _, e := range l.UsesLog {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", timeOrDash(e.Time), e.Outcome, dash(e.Reason), e.Status, e.Method, e.Path,
@@ -734,13 +724,10 @@ func ticketsCommand() *cobra.Command {
 				return err
 			}
 			if wantJSON(c) {
-				js := make([]ticketJSON, len(ts))
-				for i := range ts {
-					js[i] = toTicketJSON(&ts[i])
-				}
+				js := toJSON(ts, toTicketJSON)
 				return writeJSON(c.OutOrStdout(), js)
 			}
-			tw := tabwriter.NewWriter(c.OutOrStdout(), 0, 4, 2, ' ', 0)
+			tw := newTable(c.OutOrStdout())
 			fmt.Fprintln(tw, "UUID\tPLACE\tPURPOSE\tSTATE\tCREATED\tEXPIRES\tUSED\tSTATUS\tIP")
 			for _, t := range ts {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", t.UUID, t.Place, t.Purpose, t.State, timeOrDash(t.CreatedAt),
@@ -772,7 +759,7 @@ func ticketsCommand() *cobra.Command {
 				fmt.Fprintf(w, "used %s from %s (%s), upstream status %d\n", timeOrDash(*t.UsedAt), t.UseIP, t.UseUA, t.UseStatus)
 			}
 			fmt.Fprintln(w)
-			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+			tw := newTable(w)
 			fmt.Fprintln(tw, "TIME\tOUTCOME\tREASON\tSTATUS\tMETHOD\tPATH\tCLIENT IP\tBROWSER")
 			for _, e := range t.Attempts {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", timeOrDash(e.Time), e.Outcome, dash(e.Reason), e.Status, e.Method, e.Path,

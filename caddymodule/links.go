@@ -183,9 +183,7 @@ func (o ops) showLink(ctx context.Context, jti string) (linkJSON, error) {
 	if err != nil {
 		return linkJSON{}, err
 	}
-	for i := range evs {
-		out.UsesLog = append(out.UsesLog, toAuditJSON(&evs[i]))
-	}
+	out.UsesLog = toJSON(evs, toAuditJSON)
 	return out, nil
 }
 

@@ -120,6 +120,15 @@ func toAuditJSON(e *store.AuditEvent) auditJSON {
 	}
 }
 
+// toJSON converts store rows to their JSON form.
+func toJSON[T, J any](rows []T, conv func(*T) J) []J {
+	out := make([]J, len(rows))
+	for i := range rows {
+		out[i] = conv(&rows[i])
+	}
+	return out
+}
+
 func optTime(t time.Time) *time.Time {
 	if t.IsZero() {
 		return nil

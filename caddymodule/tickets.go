@@ -271,9 +271,7 @@ func (o ops) showTicket(ctx context.Context, uuid string) (ticketJSON, error) {
 	if err != nil {
 		return ticketJSON{}, err
 	}
-	for i := range evs {
-		out.Attempts = append(out.Attempts, toAuditJSON(&evs[i]))
-	}
+	out.Attempts = toJSON(evs, toAuditJSON)
 	return out, nil
 }
 
