@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/mail"
 	"strconv"
 	"strings"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/latchkeyhq/latchkey/internal/gate"
 	"github.com/latchkeyhq/latchkey/internal/invite"
 	"github.com/latchkeyhq/latchkey/internal/link"
+	"github.com/latchkeyhq/latchkey/internal/mail"
 	"github.com/latchkeyhq/latchkey/internal/session"
 	"github.com/latchkeyhq/latchkey/internal/store"
 	"github.com/latchkeyhq/latchkey/internal/ticket"
@@ -154,18 +154,18 @@ type newUser struct {
 }
 
 func (o ops) addUser(ctx context.Context, in newUser) (*store.User, error) {
-	addr, err := mail.ParseAddress(strings.TrimSpace(in.Email))
-	if err != nil || addr.Name != "" {
+	email, ok := mail.NormalizeAddress(in.Email)
+	if !ok {
 		return nil, inputErr("adding user: %q is not an email address", in.Email)
 	}
 	for _, r := range in.Roles {
 		if !validRole(r) {
-			return nil, inputErr("adding user %s: role %q must be lower-case letters, digits, '-' or '_'", addr.Address, r)
+			return nil, inputErr("adding user %s: role %q must be lower-case letters, digits, '-' or '_'", email, r)
 		}
 	}
 	u := &store.User{
 		Site:   strings.ToLower(strings.TrimSpace(in.Site)),
-		Email:  strings.ToLower(addr.Address),
+		Email:  email,
 		Name:   strings.TrimSpace(in.Name),
 		Phone:  strings.TrimSpace(in.Phone),
 		Active: true,
@@ -347,8 +347,8 @@ type newInvite struct {
 // keeps the invite and is reported in the result, not as an error, so that
 // the code can still be handed over.
 func (o ops) createInvite(ctx context.Context, in newInvite, s site, by string) (inviteJSON, error) {
-	addr, err := mail.ParseAddress(strings.TrimSpace(in.Email))
-	if err != nil || addr.Name != "" {
+	email, ok := mail.NormalizeAddress(in.Email)
+	if !ok {
 		return inviteJSON{}, inputErr("creating invite: %q is not an email address", in.Email)
 	}
 	if in.Send && o.mailer == nil {
@@ -356,7 +356,7 @@ func (o ops) createInvite(ctx context.Context, in newInvite, s site, by string) 
 	}
 	svc := invite.NewService(o.st, o.secret, invite.DefaultRules(), o.now)
 	inv := &store.Invite{
-		Site: s.Host, Email: strings.ToLower(addr.Address), Name: strings.TrimSpace(in.Name),
+		Site: s.Host, Email: email, Name: strings.TrimSpace(in.Name),
 		Phone: strings.TrimSpace(in.Phone), CreatedBy: by,
 	}
 	code, err := svc.Create(ctx, inv, s.Handler.Invite.length())

@@ -3,7 +3,6 @@ package gate
 import (
 	"context"
 	"net/http"
-	"net/mail"
 	"strconv"
 	"strings"
 	"time"
@@ -11,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/latchkeyhq/latchkey/internal/invite"
+	"github.com/latchkeyhq/latchkey/internal/mail"
 	"github.com/latchkeyhq/latchkey/internal/store"
 	"github.com/latchkeyhq/latchkey/internal/web"
 )
@@ -182,14 +182,14 @@ func (g *Gate) serveInvitePage(w http.ResponseWriter, r *http.Request, env Env, 
 		http.Error(w, "bad form", http.StatusBadRequest)
 		return nil
 	}
-	addr, err := mail.ParseAddress(strings.TrimSpace(r.PostForm.Get("email")))
-	if err != nil || addr.Name != "" {
+	email, ok := mail.NormalizeAddress(r.PostForm.Get("email"))
+	if !ok {
 		page.Message, page.Failed = "Please enter one email address.", true
 		return g.d.Pages.Render(w, http.StatusBadRequest, web.PageInvite, page)
 	}
 	inv := &store.Invite{
 		Site:      invite.SiteOf(r.Host),
-		Email:     strings.ToLower(addr.Address),
+		Email:     email,
 		Name:      strings.TrimSpace(r.PostForm.Get("name")),
 		Phone:     strings.TrimSpace(r.PostForm.Get("phone")),
 		CreatedBy: "user:" + strconv.FormatInt(u.ID, 10),

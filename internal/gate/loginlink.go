@@ -4,13 +4,12 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"net/mail"
-	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/latchkeyhq/latchkey/internal/invite"
+	"github.com/latchkeyhq/latchkey/internal/mail"
 	"github.com/latchkeyhq/latchkey/internal/store"
 	"github.com/latchkeyhq/latchkey/internal/throttle"
 	"github.com/latchkeyhq/latchkey/internal/web"
@@ -43,11 +42,7 @@ func (g *Gate) serveLinkRequest(w http.ResponseWriter, r *http.Request, env Env,
 	ev := g.event(r, env, start)
 	ev.Kind = linkKind
 	now := g.d.Now()
-	addr, err := mail.ParseAddress(strings.TrimSpace(r.PostForm.Get("email")))
-	email := ""
-	if err == nil && addr.Name == "" {
-		email = strings.ToLower(addr.Address)
-	}
+	email, _ := mail.NormalizeAddress(r.PostForm.Get("email"))
 	okIP, waitIP := g.d.LinkRequestsPerIP.Allow(env.ClientIP, now)
 	okAddr, waitAddr := g.d.LinkRequestsPerAddress.Allow(email, now)
 	if !okIP || !okAddr {
