@@ -119,12 +119,13 @@ func (c *InviteConfig) length() int {
 	return c.Length
 }
 
-func (c *InviteConfig) limiter() *throttle.Limiter {
+// limiter builds a failure limiter from the config; nil takes the defaults.
+func (c *ThrottleConfig) limiter() *throttle.Limiter {
 	attempts, window := defaultThrottleAttempts, defaultThrottleWindow
-	if c.Throttle != nil {
-		attempts = c.Throttle.Attempts
-		if c.Throttle.Window > 0 {
-			window = time.Duration(c.Throttle.Window)
+	if c != nil {
+		attempts = c.Attempts
+		if c.Window > 0 {
+			window = time.Duration(c.Window)
 		}
 	}
 	return throttle.New(attempts, window)
@@ -163,7 +164,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	if h.Invite != nil {
 		deps.Invites = invite.NewService(app.store, app.secret, h.Invite.rules(), nil)
-		deps.Throttle = h.Invite.limiter()
+		deps.Throttle = h.Invite.Throttle.limiter()
 		if app.mailer != nil {
 			deps.Mailer = app.mailer
 		}
@@ -187,14 +188,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			return err
 		}
 		deps.Tickets = app.tickets
-		attempts, window := defaultThrottleAttempts, defaultThrottleWindow
-		if th := h.Tickets.Throttle; th != nil {
-			attempts = th.Attempts
-			if th.Window > 0 {
-				window = time.Duration(th.Window)
-			}
-		}
-		deps.TicketThrottleIP, deps.TicketThrottleUUID = throttle.New(attempts, window), throttle.New(attempts, window)
+		deps.TicketThrottleIP, deps.TicketThrottleUUID = h.Tickets.Throttle.limiter(), h.Tickets.Throttle.limiter()
 	}
 	h.gate = gate.New(gate.Config{
 		UserHeader:    h.UserHeader,
