@@ -163,28 +163,48 @@ func TestMigrateSteps(t *testing.T) {
 	}
 }
 
+// seedAtVersion makes a database at schema version v holding rows, as an
+// older release would have left it, and returns its path.
+func seedAtVersion(t *testing.T, v int, rows ...string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "latchkey.db")
+	db := rawDB(t, path)
+	want := make([]int, v)
+	for i := range want {
+		want[i] = i + 1
+	}
+	if applied, err := migrate(t.Context(), db, migrations[:v]); err != nil || !slices.Equal(applied, want) {
+		t.Fatalf("migrate to v%d: applied %v, %v", v, applied, err)
+	}
+	for _, q := range rows {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	db.Close()
+	return path
+}
+
+// openUpgraded opens path with this release and checks it is now at the
+// newest schema version.
+func openUpgraded(t *testing.T, path string) *Store {
+	t.Helper()
+	s, err := Open(t.Context(), path)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if v, err := s.SchemaVersion(t.Context()); err != nil || v != SchemaVersion {
+		t.Errorf("SchemaVersion = %d, %v; want %d", v, err, SchemaVersion)
+	}
+	return s
+}
+
 // TestUpgradeFromV1 opens a file made by the first release, with a user in
 // it, and checks that Open brings it up to date without losing the user.
 func TestUpgradeFromV1(t *testing.T) {
 	ctx := t.Context()
-	path := filepath.Join(t.TempDir(), "latchkey.db")
-	db := rawDB(t, path)
-	if applied, err := migrate(ctx, db, migrations[:1]); err != nil || !slices.Equal(applied, []int{1}) {
-		t.Fatalf("migrate to v1: applied %v, %v", applied, err)
-	}
-	if _, err := db.Exec(`INSERT INTO users (email, created_at) VALUES ('a@example.org', 1)`); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
-
-	s, err := Open(ctx, path)
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	defer s.Close()
-	if v, err := s.SchemaVersion(ctx); err != nil || v != SchemaVersion {
-		t.Errorf("SchemaVersion = %d, %v; want %d", v, err, SchemaVersion)
-	}
+	s := openUpgraded(t, seedAtVersion(t, 1, `INSERT INTO users (email, created_at) VALUES ('a@example.org', 1)`))
 	u, err := s.UserByEmail(ctx, "", "a@example.org")
 	if err != nil {
 		t.Fatalf("UserByEmail after upgrade: %v", err)
@@ -201,32 +221,13 @@ func TestUpgradeFromV1(t *testing.T) {
 // column and table work on the old rows.
 func TestUpgradeFromV2(t *testing.T) {
 	ctx := t.Context()
-	path := filepath.Join(t.TempDir(), "latchkey.db")
-	db := rawDB(t, path)
-	if applied, err := migrate(ctx, db, migrations[:2]); err != nil || !slices.Equal(applied, []int{1, 2}) {
-		t.Fatalf("migrate to v2: applied %v, %v", applied, err)
-	}
-	for _, q := range []string{
+	s := openUpgraded(t, seedAtVersion(t, 2,
 		`INSERT INTO users (id, site, email, name, active, created_at, login_count) VALUES (7, 'x.example', 'a@example.org', 'Ann', 1, 1000, 3)`,
 		`INSERT INTO user_roles (user_id, role) VALUES (7, 'admin')`,
 		`INSERT INTO invites (id, site, email, code_hash, created_at, user_id, use_count) VALUES (5, 'x.example', 'a@example.org', x'01', 2000, 7, 1)`,
 		`INSERT INTO sessions (id, token_hash, user_id, created_at, last_seen_at, expires_at, kind, credential_id) VALUES ('s1', x'02', 7, 3000, 3000, 4000, 'invite', '5')`,
 		`INSERT INTO audit (time, kind, credential_id, user_id, outcome) VALUES (5000, 'invite', '5', 7, 'accepted'), (6000, 'session', '', 7, 'refused')`,
-	} {
-		if _, err := db.Exec(q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
-	db.Close()
-
-	s, err := Open(ctx, path)
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	defer s.Close()
-	if v, err := s.SchemaVersion(ctx); err != nil || v != SchemaVersion {
-		t.Errorf("SchemaVersion = %d, %v; want %d", v, err, SchemaVersion)
-	}
+	))
 	u, err := s.User(ctx, 7)
 	if err != nil {
 		t.Fatalf("User after upgrade: %v", err)
@@ -270,33 +271,14 @@ func TestUpgradeFromV2(t *testing.T) {
 // new table works with the old rows.
 func TestUpgradeFromV3(t *testing.T) {
 	ctx := t.Context()
-	path := filepath.Join(t.TempDir(), "latchkey.db")
-	db := rawDB(t, path)
-	if applied, err := migrate(ctx, db, migrations[:3]); err != nil || !slices.Equal(applied, []int{1, 2, 3}) {
-		t.Fatalf("migrate to v3: applied %v, %v", applied, err)
-	}
-	for _, q := range []string{
+	s := openUpgraded(t, seedAtVersion(t, 3,
 		`INSERT INTO users (id, site, email, name, active, created_at, login_count, links_revoked_before) VALUES (7, 'x.example', 'a@example.org', 'Ann', 1, 1000, 3, 1500)`,
 		`INSERT INTO user_roles (user_id, role) VALUES (7, 'admin')`,
 		`INSERT INTO invites (id, site, email, code_hash, created_at, user_id, use_count) VALUES (5, 'x.example', 'a@example.org', x'01', 2000, 7, 1)`,
 		`INSERT INTO sessions (id, token_hash, user_id, created_at, last_seen_at, expires_at, kind, credential_id) VALUES ('s1', x'02', 7, 3000, 3000, 4000, 'invite', '5')`,
 		`INSERT INTO links (jti, user_id, target, mode, max_uses, uses, created_at, created_by, expires_at) VALUES ('j1', 7, 'x.example/r', 'request', 3, 1, 2500, 'cli', 9000)`,
 		`INSERT INTO audit (time, kind, credential_id, user_id, outcome, status) VALUES (5000, 'invite', '5', 7, 'accepted', 200), (6000, 'link', 'j1', 7, 'accepted', 0)`,
-	} {
-		if _, err := db.Exec(q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
-	db.Close()
-
-	s, err := Open(ctx, path)
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	defer s.Close()
-	if v, err := s.SchemaVersion(ctx); err != nil || v != SchemaVersion {
-		t.Errorf("SchemaVersion = %d, %v; want %d", v, err, SchemaVersion)
-	}
+	))
 	u, err := s.User(ctx, 7)
 	if err != nil {
 		t.Fatalf("User after upgrade: %v", err)
