@@ -18,11 +18,10 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/latchkeyhq/latchkey/internal/link"
+	"github.com/latchkeyhq/latchkey/internal/loadrig"
 	"github.com/latchkeyhq/latchkey/internal/session"
 	"github.com/latchkeyhq/latchkey/internal/store"
 	"github.com/latchkeyhq/latchkey/internal/store/sqlite"
@@ -160,60 +159,18 @@ func startThroughputRig(b *testing.B) *throughputRig {
 	b.Cleanup(up.Close)
 
 	upstreamAddr := strings.TrimPrefix(up.URL, "http://")
-	// Caddy keeps 32 idle upstream connections per host by default; more
-	// clients than that would measure connection churn. Both sites get the
-	// same transport either way.
-	transport := ""
-	if clients > 32 {
-		transport = fmt.Sprintf("{\n\t\ttransport http {\n\t\t\tkeepalive_idle_conns_per_host %d\n\t\t}\n\t}", clients)
-	}
-	cfg := fmt.Sprintf(`{
-	admin off
-	persist_config off
-	auto_https off
-	storage file_system %s
-	log {
-		output discard
-	}
-	latchkey {
-		storage sqlite %s
-		secret %s
-	}
-}
-
-http://127.0.0.1:%d {
-	reverse_proxy %s %s
-}
-
-http://127.0.0.1:%d {
-	latchkey
-	reverse_proxy %s %s
-}
-
-http://127.0.0.1:%d {
-	latchkey {
-		link
-	}
-	reverse_proxy %s %s
-}
-
-http://127.0.0.1:%d {
-	latchkey {
-		ticket bench run
-	}
-	reverse_proxy %s %s
-}
-`, filepath.Join(dir, "caddy"), db, testSecret, plainPort, upstreamAddr, transport, gatePort, upstreamAddr, transport,
-		linkPort, upstreamAddr, transport, ticketPort, upstreamAddr, transport)
-	adapted, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt(caddyfile.Format([]byte(cfg)), nil)
-	if err != nil {
-		b.Fatalf("adapting Caddyfile: %v", err)
-	}
+	cfg := loadrig.Caddyfile(dir, db, testSecret, upstreamAddr, clients, []loadrig.Site{
+		{Port: plainPort},
+		{Port: gatePort, Latchkey: "latchkey"},
+		{Port: linkPort, Latchkey: "latchkey {\n\t\tlink\n\t}"},
+		{Port: ticketPort, Latchkey: "latchkey {\n\t\tticket bench run\n\t}"},
+	})
+	warnings, err := loadrig.Load(cfg)
 	for _, w := range warnings {
 		b.Logf("caddyfile warning: %s", w.Message)
 	}
-	if err := caddy.Load(adapted, true); err != nil {
-		b.Fatalf("loading config: %v", err)
+	if err != nil {
+		b.Fatal(err)
 	}
 	// Registered after up.Close, so it runs first: Caddy lets go of its
 	// upstream connections before the upstream shuts down.

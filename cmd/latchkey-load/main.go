@@ -72,12 +72,11 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	_ "github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
 	_ "github.com/latchkeyhq/latchkey/caddymodule"
+	"github.com/latchkeyhq/latchkey/internal/loadrig"
 	"github.com/latchkeyhq/latchkey/internal/session"
 	"github.com/latchkeyhq/latchkey/internal/store"
 	"github.com/latchkeyhq/latchkey/internal/store/sqlite"
@@ -414,47 +413,14 @@ func (res *Result) readAudit(ctx context.Context, db string, userID int64, sessi
 }
 
 func loadCaddy(dir, db, upstream string, plainPort, gatePort, concurrency int) error {
-	// Caddy keeps 32 idle upstream connections per host by default; with
-	// more clients than that the run would measure connection churn. Both
-	// sites get the same transport either way.
-	transport := ""
-	if concurrency > 32 {
-		transport = fmt.Sprintf("{\n\t\ttransport http {\n\t\t\tkeepalive_idle_conns_per_host %d\n\t\t}\n\t}", concurrency)
-	}
-	cfg := fmt.Sprintf(`{
-	admin off
-	persist_config off
-	auto_https off
-	storage file_system %s
-	log {
-		output discard
-	}
-	latchkey {
-		storage sqlite %s
-		secret %s
-	}
-}
-
-http://127.0.0.1:%d {
-	reverse_proxy %s %s
-}
-
-http://127.0.0.1:%d {
-	latchkey
-	reverse_proxy %s %s
-}
-`, filepath.Join(dir, "caddy"), db, secret, plainPort, upstream, transport, gatePort, upstream, transport)
-	adapted, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt(caddyfile.Format([]byte(cfg)), nil)
-	if err != nil {
-		return fmt.Errorf("adapting the Caddyfile: %w", err)
-	}
+	warnings, err := loadrig.Load(loadrig.Caddyfile(dir, db, secret, upstream, concurrency, []loadrig.Site{
+		{Port: plainPort},
+		{Port: gatePort, Latchkey: "latchkey"},
+	}))
 	for _, w := range warnings {
 		fmt.Fprintf(os.Stderr, "caddyfile warning: %s\n", w.Message)
 	}
-	if err := caddy.Load(adapted, true); err != nil {
-		return fmt.Errorf("loading the Caddy config: %w", err)
-	}
-	return nil
+	return err
 }
 
 func freePort() (int, error) {
