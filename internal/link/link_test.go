@@ -820,3 +820,14 @@ func BenchmarkBind(b *testing.B) {
 		}
 	}
 }
+
+func TestNewJTINeverLooksLikeAFlag(t *testing.T) {
+	seen := map[string]bool{}
+	for i := 0; i < 5000; i++ {
+		j := NewJTI()
+		if len(j) != 22 || strings.HasPrefix(j, "-") || seen[j] {
+			t.Fatalf("NewJTI() = %q (seen before: %v)", j, seen[j])
+		}
+		seen[j] = true
+	}
+}
