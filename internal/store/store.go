@@ -16,8 +16,9 @@ var ErrNotFound = errors.New("not found")
 // ErrConflict is returned when a row would violate a uniqueness rule.
 var ErrConflict = errors.New("already exists")
 
-// User is a person the gateway knows. Site is the host name the user belongs
-// to; the empty site means the user is known on every site.
+// User is a person the gateway knows. Site is the name of the site the user
+// belongs to; the empty site means the user is known on every site. Roles
+// always name their site: a role on one site grants nothing on another.
 type User struct {
 	ID             int64
 	Site           string
@@ -25,7 +26,7 @@ type User struct {
 	Name           string
 	Phone          string
 	Active         bool
-	Roles          []string
+	Roles          []Role
 	CreatedAt      time.Time
 	CurrentLoginAt time.Time
 	CurrentLoginIP string
@@ -37,21 +38,49 @@ type User struct {
 	LinksRevokedBefore time.Time
 }
 
-// HasRole reports whether the user holds role.
-func (u *User) HasRole(role string) bool {
+// Role is a role held on one site. A Role with an empty Site grants nothing:
+// it is what a role of a user known on every site became when sites were
+// introduced, until an operator grants it again on a named site.
+type Role struct {
+	Site string
+	Name string
+}
+
+// String is "name" for a role on site, else "name@site".
+func (r Role) String() string { return r.Name + "@" + r.Site }
+
+// HasRole reports whether the user holds role on site. An empty site never
+// matches: every site a gateway serves has a name.
+func (u *User) HasRole(site, role string) bool {
+	if site == "" {
+		return false
+	}
 	for _, r := range u.Roles {
-		if r == role {
+		if r.Name == role && r.Site == site {
 			return true
 		}
 	}
 	return false
 }
 
+// RolesOn lists the names of the roles the user holds on site.
+func (u *User) RolesOn(site string) []string {
+	var out []string
+	for _, r := range u.Roles {
+		if r.Site == site && site != "" {
+			out = append(out, r.Name)
+		}
+	}
+	return out
+}
+
 // Session is a server-side gateway session. Only the keyed hash of the cookie
 // value is kept; ID is the public identifier sent upstream as X-Session-ID.
 type Session struct {
-	ID         string
-	UserID     int64
+	ID     string
+	UserID int64
+	// Site is the site the session was started on; no other site accepts it.
+	Site       string
 	TokenHash  []byte
 	CreatedAt  time.Time
 	LastSeenAt time.Time
@@ -116,6 +145,7 @@ type AuditFilter struct {
 // SessionFilter selects sessions; zero fields do not filter.
 type SessionFilter struct {
 	UserID     int64
+	Site       string
 	ActiveOnly bool
 	Now        time.Time
 	Limit      int
@@ -187,7 +217,10 @@ type Redemption struct {
 // link minted by the CLI or admin API gets its row at creation; one minted
 // offline (with the mint package) gets it at its first use.
 type Link struct {
-	JTI         string
+	JTI string
+	// Site is the site the link was made for or first used on; it is used
+	// on no other.
+	Site        string
 	UserID      int64
 	Target      string // host + path the link is bound to
 	Mode        string // "request" or "login"
@@ -214,7 +247,10 @@ type LinkFilter struct {
 type LinkUse struct {
 	// The link as its verified token describes it; used to create the row
 	// when the link was minted offline.
-	JTI       string
+	JTI string
+	// Site is where the use happens: a link whose row names another site is
+	// refused (ErrConflict) like one used up.
+	Site      string
 	UserID    int64
 	Target    string
 	Mode      string
@@ -278,6 +314,10 @@ type Store interface {
 	// With an empty newSecret it only reads, and returns ErrNotFound if no
 	// secret was ever kept.
 	Secret(ctx context.Context, newSecret []byte) ([]byte, error)
+	// DeleteSecret removes the secret Secret keeps, so that the store holds
+	// none (the gateway moves it to a file beside the store). Deleting when
+	// there is none is not an error.
+	DeleteSecret(ctx context.Context) error
 
 	// CreateUser stores the e-mail address trimmed and lower-cased, so that
 	// one person typing it two ways is still one user, and writes back ID,

@@ -12,12 +12,12 @@ import (
 )
 
 const linkColumns = `jti, user_id, target, mode, max_uses, uses, created_at, created_by,
-	expires_at, first_used_at, last_used_at, revoked_at`
+	expires_at, first_used_at, last_used_at, revoked_at, site`
 
 func scanLink(row interface{ Scan(...any) error }, l *store.Link) error {
 	var user, created, expires, firstUsed, lastUsed, revoked sql.NullInt64
 	if err := row.Scan(&l.JTI, &user, &l.Target, &l.Mode, &l.MaxUses, &l.Uses, &created, &l.CreatedBy,
-		&expires, &firstUsed, &lastUsed, &revoked); err != nil {
+		&expires, &firstUsed, &lastUsed, &revoked, &l.Site); err != nil {
 		return err
 	}
 	l.UserID = user.Int64
@@ -54,10 +54,10 @@ func (s *Store) CreateLink(ctx context.Context, l *store.Link) error {
 	}
 	_, err := s.w.ExecContext(ctx, `INSERT INTO links
 		(jti, user_id, target, mode, max_uses, uses, created_at, created_by,
-		 expires_at, first_used_at, last_used_at, revoked_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		 expires_at, first_used_at, last_used_at, revoked_at, site)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		l.JTI, nullID(l.UserID), l.Target, l.Mode, l.MaxUses, l.Uses, created.UnixNano(), l.CreatedBy,
-		nanos(l.ExpiresAt), nanos(l.FirstUsedAt), nanos(l.LastUsedAt), nanos(l.RevokedAt))
+		nanos(l.ExpiresAt), nanos(l.FirstUsedAt), nanos(l.LastUsedAt), nanos(l.RevokedAt), l.Site)
 	switch {
 	case isUniqueViolation(err):
 		return fail(fmt.Errorf("jti taken: %w", store.ErrConflict))
@@ -196,10 +196,10 @@ func (s *Store) UseLink(ctx context.Context, u *store.LinkUse) (int, error) {
 	)
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO links
-			(jti, user_id, target, mode, max_uses, uses, created_at, created_by, expires_at)
-			VALUES (?, ?, ?, ?, ?, 0, ?, 'offline', ?)
+			(jti, user_id, target, mode, max_uses, uses, created_at, created_by, expires_at, site)
+			VALUES (?, ?, ?, ?, ?, 0, ?, 'offline', ?, ?)
 			ON CONFLICT (jti) DO NOTHING`,
-			u.JTI, nullID(u.UserID), u.Target, u.Mode, u.MaxUses, at.UnixNano(), nanos(u.ExpiresAt))
+			u.JTI, nullID(u.UserID), u.Target, u.Mode, u.MaxUses, at.UnixNano(), nanos(u.ExpiresAt), u.Site)
 		switch {
 		case isForeignKeyViolation(err):
 			return fmt.Errorf("recording link: user %d: %w", u.UserID, store.ErrNotFound)
@@ -209,10 +209,11 @@ func (s *Store) UseLink(ctx context.Context, u *store.LinkUse) (int, error) {
 		err = tx.QueryRowContext(ctx, `UPDATE links
 			SET uses = uses + 1, first_used_at = coalesce(first_used_at, ?), last_used_at = ?
 			WHERE jti = ? AND revoked_at IS NULL AND (max_uses = 0 OR uses < max_uses)
+				AND site = ?
 			RETURNING uses`,
-			at.UnixNano(), at.UnixNano(), u.JTI).Scan(&uses)
+			at.UnixNano(), at.UnixNano(), u.JTI, u.Site).Scan(&uses)
 		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("used up or revoked: %w", store.ErrConflict)
+			return fmt.Errorf("used up, revoked or of another site: %w", store.ErrConflict)
 		}
 		if err != nil {
 			return fmt.Errorf("recording use: %w", err)

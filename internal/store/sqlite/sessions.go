@@ -14,7 +14,7 @@ import (
 )
 
 const sessionColumns = `s.id, s.user_id, s.token_hash, s.created_at, s.last_seen_at, s.expires_at, s.revoked_at,
-	s.ip, s.user_agent, s.kind, s.credential_id`
+	s.ip, s.user_agent, s.kind, s.credential_id, s.site`
 
 // sessionByHashSQL is the lookup every proxied request makes, so it joins
 // the user's active flag in rather than costing a second query.
@@ -29,7 +29,7 @@ const touchSessionSQL = `UPDATE sessions SET last_seen_at = ? WHERE id = ? AND l
 func scanSession(row interface{ Scan(...any) error }, s *store.Session, extra ...any) error {
 	var created, seen, expires, revoked sql.NullInt64
 	dest := append([]any{&s.ID, &s.UserID, &s.TokenHash, &created, &seen, &expires, &revoked,
-		&s.IP, &s.UserAgent, &s.Kind, &s.CredentialID}, extra...)
+		&s.IP, &s.UserAgent, &s.Kind, &s.CredentialID, &s.Site}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		return err
 	}
@@ -70,10 +70,10 @@ func insertSession(ctx context.Context, ex execer, sess *store.Session) error {
 		return fail(errors.New("no expiry"))
 	}
 	_, err := ex.ExecContext(ctx, `INSERT INTO sessions
-		(id, token_hash, user_id, created_at, last_seen_at, expires_at, revoked_at, ip, user_agent, kind, credential_id)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		(id, token_hash, user_id, created_at, last_seen_at, expires_at, revoked_at, ip, user_agent, kind, credential_id, site)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		id, sess.TokenHash, sess.UserID, created.UnixNano(), seen.UnixNano(), sess.ExpiresAt.UnixNano(),
-		nanos(sess.RevokedAt), sess.IP, sess.UserAgent, sess.Kind, sess.CredentialID)
+		nanos(sess.RevokedAt), sess.IP, sess.UserAgent, sess.Kind, sess.CredentialID, sess.Site)
 	switch {
 	case isUniqueViolation(err):
 		return fail(store.ErrConflict)
@@ -145,6 +145,10 @@ func (s *Store) Sessions(ctx context.Context, f store.SessionFilter) ([]store.Se
 	if f.UserID != 0 {
 		q.WriteString(` AND s.user_id = ?`)
 		args = append(args, f.UserID)
+	}
+	if f.Site != "" {
+		q.WriteString(` AND s.site = ?`)
+		args = append(args, f.Site)
 	}
 	if f.ActiveOnly {
 		now := f.Now

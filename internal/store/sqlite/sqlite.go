@@ -243,6 +243,14 @@ func (s *Store) Secret(ctx context.Context, newSecret []byte) ([]byte, error) {
 	return secret, nil
 }
 
+// DeleteSecret deletes the meta row Secret keeps.
+func (s *Store) DeleteSecret(ctx context.Context) error {
+	if _, err := s.w.ExecContext(ctx, `DELETE FROM meta WHERE key = 'secret'`); err != nil {
+		return fmt.Errorf("deleting secret: %w", err)
+	}
+	return nil
+}
+
 // Times are kept as unix nanoseconds, NULL for the zero time, so that a
 // time round-trips exactly and "never" stays distinguishable from 1970.
 

@@ -232,14 +232,15 @@ func TestUpgradeFromV2(t *testing.T) {
 	if err != nil {
 		t.Fatalf("User after upgrade: %v", err)
 	}
-	if u.Email != "a@example.org" || u.Name != "Ann" || !u.Active || u.LoginCount != 3 || !u.HasRole("admin") ||
+	if u.Email != "a@example.org" || u.Name != "Ann" || !u.Active || u.LoginCount != 3 || !u.HasRole("x.example", "admin") ||
 		u.CreatedAt.UnixNano() != 1000 || !u.LinksRevokedBefore.IsZero() {
 		t.Errorf("user after upgrade = %+v", u)
 	}
 	if inv, err := s.Invite(ctx, 5); err != nil || inv.UserID != 7 || inv.UseCount != 1 {
 		t.Errorf("invite after upgrade = %+v, %v", inv, err)
 	}
-	if sess, err := s.SessionByTokenHash(ctx, []byte{2}); err != nil || sess.ID != "s1" || sess.UserID != 7 {
+	// The session the invite started is placed on the invite's site.
+	if sess, err := s.SessionByTokenHash(ctx, []byte{2}); err != nil || sess.ID != "s1" || sess.UserID != 7 || sess.Site != "x.example" {
 		t.Errorf("session after upgrade = %+v, %v", sess, err)
 	}
 	if ev, err := s.Audit(ctx, store.AuditFilter{UserID: 7}); err != nil || len(ev) != 2 {
@@ -283,7 +284,7 @@ func TestUpgradeFromV3(t *testing.T) {
 	if err != nil {
 		t.Fatalf("User after upgrade: %v", err)
 	}
-	if u.Email != "a@example.org" || u.Name != "Ann" || !u.Active || u.LoginCount != 3 || !u.HasRole("admin") ||
+	if u.Email != "a@example.org" || u.Name != "Ann" || !u.Active || u.LoginCount != 3 || !u.HasRole("x.example", "admin") ||
 		u.CreatedAt.UnixNano() != 1000 || u.LinksRevokedBefore.UnixNano() != 1500 {
 		t.Errorf("user after upgrade = %+v", u)
 	}
@@ -443,7 +444,7 @@ func TestReopenKeepsData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	u := &store.User{Email: "a@example.org", Active: true, Roles: []string{"admin"}}
+	u := &store.User{Email: "a@example.org", Active: true, Roles: []store.Role{{Site: "a.example", Name: "admin"}}}
 	if err := s.CreateUser(ctx, u); err != nil {
 		t.Fatal(err)
 	}
@@ -465,7 +466,7 @@ func TestReopenKeepsData(t *testing.T) {
 	}
 	defer s.Close()
 	got, err := s.User(ctx, u.ID)
-	if err != nil || got.Email != "a@example.org" || !got.HasRole("admin") {
+	if err != nil || got.Email != "a@example.org" || !got.HasRole("a.example", "admin") {
 		t.Errorf("after reopen, User = %+v, %v", got, err)
 	}
 	if again, err := s.Secret(ctx, []byte("second")); err != nil || string(again) != string(secret) {

@@ -23,7 +23,7 @@ func normEmail(email string) string {
 const userColumns = `u.id, u.site, u.email, u.name, u.phone, u.active, u.created_at,
 	u.current_login_at, u.current_login_ip, u.last_login_at, u.last_login_ip, u.login_count,
 	u.links_revoked_before,
-	(SELECT json_group_array(role) FROM (SELECT role FROM user_roles WHERE user_id = u.id ORDER BY role))`
+	(SELECT json_group_array(json_object('Site', site, 'Name', role)) FROM (SELECT site, role FROM user_roles WHERE user_id = u.id ORDER BY site, role))`
 
 func scanUser(row interface{ Scan(...any) error }, u *store.User) error {
 	var created, cur, last, linksBefore sql.NullInt64
@@ -91,8 +91,8 @@ func insertUser(ctx context.Context, tx *sql.Tx, u *store.User) error {
 		return fail(err)
 	}
 	for _, role := range u.Roles {
-		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO user_roles (user_id, role) VALUES (?, ?)`, id, role); err != nil {
-			return fail(fmt.Errorf("adding role %q: %w", role, err))
+		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO user_roles (user_id, site, role) VALUES (?, ?, ?)`, id, role.Site, role.Name); err != nil {
+			return fail(fmt.Errorf("adding role %s: %w", role, err))
 		}
 	}
 	u.ID, u.Email, u.CreatedAt = id, email, created

@@ -350,7 +350,7 @@ func redemption(inv *store.Invite, first bool, when time.Time, id string) *store
 		},
 	}
 	if first {
-		r.NewUser = &store.User{Site: inv.Site, Email: inv.Email, Name: inv.Name, Phone: inv.Phone, Active: true, Roles: []string{"viewer"}, CreatedAt: when}
+		r.NewUser = &store.User{Site: inv.Site, Email: inv.Email, Name: inv.Name, Phone: inv.Phone, Active: true, Roles: rolesOn(inv.Site, "viewer"), CreatedAt: when}
 	}
 	return r
 }
@@ -411,7 +411,7 @@ func testRedeemFirst(t *testing.T, s store.Store) {
 		Name:           "Ann From The Form",
 		Phone:          inv.Phone,
 		Active:         true,
-		Roles:          []string{"viewer"},
+		Roles:          rolesOn(inv.Site, "viewer"),
 		CreatedAt:      when,
 		CurrentLoginAt: when,
 		CurrentLoginIP: "192.0.2.1",

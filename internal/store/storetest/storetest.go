@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -35,10 +36,12 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"TouchSession", testTouchSession},
 		{"RevokeSession", testRevokeSession},
 		{"SessionFilter", testSessionFilter},
+		{"Sites", testSites},
 		{"Audit", testAudit},
 		{"AuditFilter", testAuditFilter},
 		{"AuditDefaultLimit", testAuditDefaultLimit},
 		{"Secret", testSecret},
+		{"DeleteSecret", testDeleteSecret},
 		{"SchemaVersion", testSchemaVersion},
 		{"ConcurrentWriters", testConcurrentWriters},
 		{"Invites", testInvites},
@@ -100,9 +103,28 @@ var base = time.Date(2025, 3, 14, 15, 9, 26, 535897000, time.UTC)
 
 func at(d time.Duration) time.Time { return base.Add(d) }
 
+// roleSite is where mustCreateUser grants roles to a user known on every
+// site (which has no site of its own to hold them).
+const roleSite = "app.example.org"
+
+// rolesOn makes roles on one site.
+func rolesOn(site string, names ...string) []store.Role {
+	var out []store.Role
+	for _, n := range names {
+		out = append(out, store.Role{Site: site, Name: n})
+	}
+	return out
+}
+
+// mustCreateUser grants roles on the user's site, or on roleSite for a user
+// known on every site.
 func mustCreateUser(t *testing.T, s store.Store, site, email string, roles ...string) *store.User {
 	t.Helper()
-	u := &store.User{Site: site, Email: email, Name: "N " + email, Active: true, Roles: roles}
+	rs := site
+	if rs == "" {
+		rs = roleSite
+	}
+	u := &store.User{Site: site, Email: email, Name: "N " + email, Active: true, Roles: rolesOn(rs, roles...)}
 	if err := s.CreateUser(t.Context(), u); err != nil {
 		t.Fatalf("CreateUser(%q, %q): %v", site, email, err)
 	}
@@ -111,10 +133,14 @@ func mustCreateUser(t *testing.T, s store.Store, site, email string, roles ...st
 
 func equalTime(a, b time.Time) bool { return a.Equal(b) && a.IsZero() == b.IsZero() }
 
-func sortedRoles(r []string) []string {
-	r = slices.Clone(r)
-	slices.Sort(r)
-	return r
+// sortedRoles lists roles as name@site, sorted.
+func sortedRoles(r []store.Role) []string {
+	var out []string
+	for _, x := range r {
+		out = append(out, x.String())
+	}
+	slices.Sort(out)
+	return out
 }
 
 // diffUser lists the fields in which got differs from want.
@@ -150,7 +176,7 @@ func testUsers(t *testing.T, s store.Store) {
 		Name:      "Ann Smith",
 		Phone:     "+44 20 7946 0000",
 		Active:    true,
-		Roles:     []string{"editor", "admin"},
+		Roles:     rolesOn("wiki.example.org", "editor", "admin"),
 		CreatedAt: at(0),
 	}
 	if err := s.CreateUser(ctx, u); err != nil {
@@ -269,7 +295,7 @@ func testRoles(t *testing.T, s store.Store) {
 	for _, tc := range []struct {
 		u    *store.User
 		want []string
-	}{{a, []string{"admin", "viewer"}}, {b, nil}, {c, []string{"viewer"}}} {
+	}{{a, []string{"admin@" + roleSite, "viewer@" + roleSite}}, {b, nil}, {c, []string{"viewer@" + roleSite}}} {
 		got, err := s.User(ctx, tc.u.ID)
 		if err != nil {
 			t.Fatalf("User(%d): %v", tc.u.ID, err)
@@ -278,11 +304,16 @@ func testRoles(t *testing.T, s store.Store) {
 			t.Errorf("User(%d).Roles = %q, want %q", tc.u.ID, got.Roles, tc.want)
 		}
 		for _, r := range tc.want {
-			if !got.HasRole(r) {
-				t.Errorf("User(%d).HasRole(%q) = false", tc.u.ID, r)
+			name := strings.TrimSuffix(r, "@"+roleSite)
+			if !got.HasRole(roleSite, name) {
+				t.Errorf("User(%d).HasRole(%q, %q) = false", tc.u.ID, roleSite, name)
+			}
+			// A role on one site grants nothing on another.
+			if got.HasRole("other.example.org", name) || got.HasRole("", name) {
+				t.Errorf("User(%d) holds %q on a site it was not granted on", tc.u.ID, name)
 			}
 		}
-		if got.HasRole("root") {
+		if got.HasRole(roleSite, "root") {
 			t.Errorf("User(%d).HasRole(\"root\") = true", tc.u.ID)
 		}
 	}
@@ -293,7 +324,7 @@ func testRoles(t *testing.T, s store.Store) {
 	if len(all) != 3 {
 		t.Fatalf("Users returned %d users, want 3", len(all))
 	}
-	if !slices.Equal(sortedRoles(all[0].Roles), []string{"admin", "viewer"}) || len(all[1].Roles) != 0 || !slices.Equal(all[2].Roles, []string{"viewer"}) {
+	if !slices.Equal(sortedRoles(all[0].Roles), []string{"admin@" + roleSite, "viewer@" + roleSite}) || len(all[1].Roles) != 0 || !slices.Equal(sortedRoles(all[2].Roles), []string{"viewer@" + roleSite}) {
 		t.Errorf("Users roles = %q, %q, %q", all[0].Roles, all[1].Roles, all[2].Roles)
 	}
 }
@@ -810,6 +841,30 @@ func testSecret(t *testing.T, s store.Store) {
 	}
 }
 
+func testDeleteSecret(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	if err := s.DeleteSecret(ctx); err != nil {
+		t.Fatalf("DeleteSecret with no secret: %v", err)
+	}
+	if _, err := s.Secret(ctx, []byte("the first secret-0123456789abcdef")); err != nil {
+		t.Fatalf("Secret: %v", err)
+	}
+	if err := s.DeleteSecret(ctx); err != nil {
+		t.Fatalf("DeleteSecret: %v", err)
+	}
+	if sec, err := s.Secret(ctx, nil); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Secret(nil) after DeleteSecret = %q, %v; want ErrNotFound", sec, err)
+	}
+	if err := s.DeleteSecret(ctx); err != nil {
+		t.Errorf("DeleteSecret twice: %v", err)
+	}
+	// A secret offered afterwards is kept again, not the deleted one.
+	sec, err := s.Secret(ctx, []byte("a second secret-0123456789abcdef"))
+	if err != nil || string(sec) != "a second secret-0123456789abcdef" {
+		t.Errorf("Secret after DeleteSecret = %q, %v; want the newly offered one", sec, err)
+	}
+}
+
 func testSchemaVersion(t *testing.T, s store.Store) {
 	v, err := s.SchemaVersion(t.Context())
 	if err != nil {
@@ -833,7 +888,7 @@ func testConcurrentWriters(t *testing.T, s store.Store) {
 	for w := range writers {
 		wg.Go(func() {
 			for i := range users {
-				u := &store.User{Email: fmt.Sprintf("w%d-u%d@example.org", w, i), Active: true, Roles: []string{"viewer"}}
+				u := &store.User{Email: fmt.Sprintf("w%d-u%d@example.org", w, i), Active: true, Roles: rolesOn(roleSite, "viewer")}
 				if err := s.CreateUser(ctx, u); err != nil {
 					t.Errorf("writer %d: CreateUser: %v", w, err)
 					return
