@@ -136,7 +136,8 @@ func TestRules(t *testing.T) {
 		first  bool
 	}{
 		{"first use", unused, r, "app.example.com", created.Add(day), "", true},
-		{"first use with port and case", unused, r, "App.Example.com:8443", created.Add(day), "", true},
+		{"site name in another case", unused, r, "App.Example.com", created.Add(day), "", true},
+		{"a Host header is not a site name", unused, r, "app.example.com:8443", created.Add(day), invite.ReasonWrongSite, false},
 		{"window: one second before", unused, r, "app.example.com", created.Add(14*day - time.Second), "", true},
 		{"window: at the end", unused, r, "app.example.com", created.Add(14 * day), invite.ReasonWindowExpired, false},
 		{"window: one second after", unused, r, "app.example.com", created.Add(14*day + time.Second), invite.ReasonWindowExpired, false},

@@ -79,9 +79,9 @@ func SiteOf(host string) string {
 	return strings.ToLower(strings.TrimSuffix(strings.Trim(host, "[]"), "."))
 }
 
-// SameSite compares an invite's site with a request's.
-func SameSite(inviteSite, requestHost string) bool {
-	return SiteOf(inviteSite) == SiteOf(requestHost)
+// SameSite compares an invite's site with the name of the site it is used on.
+func SameSite(inviteSite, site string) bool {
+	return inviteSite != "" && strings.EqualFold(inviteSite, site)
 }
 
 // Service creates and redeems invites.
@@ -159,7 +159,7 @@ func (s *Service) NewCode(ctx context.Context, inv *store.Invite, length int) (s
 // Attempt is one use of a code.
 type Attempt struct {
 	Code string // as typed
-	Host string // the request's host
+	Site string // the name of the site the code is typed on (never the request's Host)
 	IP   string
 	// Session is the session to start if the code is accepted (from
 	// session.Manager.Prepare); Audit its audit record. Both are written
@@ -195,7 +195,7 @@ func (s *Service) Redeem(ctx context.Context, a Attempt) (Result, error) {
 	for range 2 {
 		now := s.now()
 		res := Result{Invite: inv}
-		reason, first := s.rules.Check(inv, a.Host, now)
+		reason, first := s.rules.Check(inv, a.Site, now)
 		if reason != "" {
 			res.Reason = reason
 			return res, nil

@@ -42,7 +42,7 @@ var sessions atomic.Int64
 func attempt(code string) invite.Attempt {
 	n := fmt.Sprint(sessions.Add(1))
 	s := &store.Session{ID: "s" + n, TokenHash: []byte("h" + n), ExpiresAt: time.Date(2027, 5, 1, 0, 0, 0, 0, time.UTC)}
-	return invite.Attempt{Code: code, Host: "app.example.com:443", IP: "192.0.2.1", Session: s, Audit: &store.AuditEvent{}}
+	return invite.Attempt{Code: code, Site: "app.example.com", IP: "192.0.2.1", Session: s, Audit: &store.AuditEvent{}}
 }
 
 func TestRedeem(t *testing.T) {
@@ -132,7 +132,7 @@ func TestRedeemRefusals(t *testing.T) {
 		t.Errorf("revoked: %+v", res)
 	}
 	away := attempt(elsewhere)
-	away.Host = "other.example.com"
+	away.Site = "other.example.com"
 	if res, _ := svc.Redeem(ctx, away); res.Reason != invite.ReasonWrongSite {
 		t.Errorf("wrong site: %+v", res)
 	}

@@ -39,10 +39,16 @@ const (
 	ReasonExpired      = "expired"
 	ReasonIdle         = "idle"
 	ReasonInactiveUser = "inactive_user"
+	// ReasonWrongSite: the session was started on another site (a cookie
+	// shared by hosts on one name, or copied by hand).
+	ReasonWrongSite = "wrong_site"
 )
 
 // Config sets a Manager's lifetimes. Zero values take the defaults.
 type Config struct {
+	// Site is the name of the site the Manager starts and accepts sessions
+	// for; a session of any other site is refused.
+	Site     string
 	Idle     time.Duration
 	Lifetime time.Duration
 	// TouchEvery bounds how often activity is written back: recording every
@@ -149,6 +155,7 @@ func (m *Manager) Prepare(kind, credentialID, ip, userAgent string) (string, *st
 		UserAgent:    userAgent,
 		Kind:         kind,
 		CredentialID: credentialID,
+		Site:         m.cfg.Site,
 	}, nil
 }
 
@@ -178,6 +185,9 @@ func (m *Manager) Check(ctx context.Context, token string) (su *store.SessionUse
 		m.cache.put(h, su, now)
 	}
 	switch {
+	// First: another site learns nothing of the session, not even its state.
+	case su.Site != m.cfg.Site:
+		return nil, ReasonWrongSite, nil
 	case !su.RevokedAt.IsZero():
 		return su, ReasonRevoked, nil
 	// The route's lifetime applies too, so that shortening it in the config

@@ -250,3 +250,27 @@ func TestCacheForgetUser(t *testing.T) {
 		t.Fatalf("after ForgetUser: reason %q", reason)
 	}
 }
+
+// A session belongs to the site it was started on: the same store, secret
+// and shared cache on another site refuse its cookie, and say nothing of it.
+func TestSessionIsRefusedOnAnotherSite(t *testing.T) {
+	a, _, st, u := setup(t, session.Config{Site: "a.example"})
+	cache := session.NewCache(0)
+	a = session.New(st, []byte("0123456789abcdef0123456789abcdef"), session.Config{Site: "a.example"}, cache, nil)
+	b := session.New(st, []byte("0123456789abcdef0123456789abcdef"), session.Config{Site: "b.example"}, cache, nil)
+	token, s, err := a.Start(context.Background(), u.ID, "test", "", "192.0.2.1", "ua")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Site != "a.example" {
+		t.Fatalf("session started with site %q", s.Site)
+	}
+	for i := 0; i < 2; i++ { // the second time from the shared cache
+		if su, reason, err := a.Check(context.Background(), token); err != nil || reason != "" || su == nil {
+			t.Fatalf("on its own site: %v %q %v", su, reason, err)
+		}
+		if su, reason, err := b.Check(context.Background(), token); err != nil || reason != session.ReasonWrongSite || su != nil {
+			t.Fatalf("on another site: %+v %q %v; want nil, wrong_site", su, reason, err)
+		}
+	}
+}
