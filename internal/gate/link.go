@@ -99,7 +99,7 @@ func (g *Gate) serveLink(w http.ResponseWriter, r *http.Request, env Env, next N
 			confirmed = claims.Mode == link.ModeLogin && form.Get(confirmField) == "1"
 		}
 	}
-	if !link.Bind(claims, r.Host, r.URL.Path, rest, r.Method, oneClick || confirmed, g.cfg.Link.PathPrefixes) {
+	if !link.Bind(claims, r.Host, r.URL.EscapedPath(), rest, r.Method, oneClick || confirmed, g.cfg.Link.PathPrefixes) {
 		ev.Reason = link.ReasonWrongTarget
 		return g.refuse(w, r, ev, linkStatus[ev.Reason], start)
 	}

@@ -20,6 +20,8 @@ import (
 	"strings"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/latchkeyhq/latchkey/internal/pathsafe"
 )
 
 // Modes of a link.
@@ -152,7 +154,8 @@ func NewJTI() string {
 
 // TargetOf is the Target of a link to u: its host, lower-cased, without a
 // trailing dot and without port 80 or 443, then its (decoded) path, "/" when
-// empty.
+// empty. A link to a path pathsafe.Clean would refuse once escaped (dot
+// segments, ';', a literal '%', "//", …) never binds to any request.
 func TargetOf(u *url.URL) string {
 	p := u.Path
 	if p == "" {
@@ -236,12 +239,17 @@ func CanonicalQuery(rawQuery string) string {
 //     trailing dot, ports 80 and 443 counting as no port; a target with
 //     another port needs exactly that port, and a target without a port
 //     needs the request to have none (or 80, 443).
-//   - path is the request's decoded path (r.URL.Path): it must equal the
-//     target's, or, when the target's path is under one of pathPrefixes (the
-//     route's), be under that same prefix. A prefix ending in "/" matches by
-//     string prefix; one without matches itself and what is below it. A
-//     path with "." or ".." segments, a backslash or a NUL (or an encoded
-//     '.', '/' or '\') never matches by prefix.
+//   - path is the request's raw, escaped path as sent on the wire
+//     (r.URL.EscapedPath(), not r.URL.Path). A path pathsafe.Clean refuses
+//     never matches: dot segments in any encoding, path parameters (";",
+//     so /unsubscribe/..;/admin, which Tomcat and Spring read as /admin),
+//     encoded '/' or '\', a backslash, "//", control characters, "%25",
+//     and so on. Otherwise its decoded form must equal the target's path,
+//     or, when the target's path is under one of pathPrefixes (the
+//     route's), be under that same prefix. A prefix ending in "/" matches
+//     by string prefix; one without matches itself and what is below it. A
+//     target whose path Clean would refuse (had it been requested) never
+//     matches by prefix.
 //   - queryWithoutToken is the request's raw query with the token removed
 //     (TokenFromQuery's rest): when the link has a Query it must equal it, in
 //     CanonicalQuery form.
@@ -260,7 +268,11 @@ func Bind(c *Claims, host, path, queryWithoutToken, method string, oneClickPost 
 	if normalizeHost(host) != normalizeHost(c.Target[:i]) {
 		return false
 	}
-	if tp := c.Target[i:]; path != tp && !underPrefix(tp, path, pathPrefixes) {
+	clean, ok := pathsafe.Clean(path)
+	if !ok {
+		return false
+	}
+	if tp := c.Target[i:]; clean != tp && !underPrefix(tp, clean, pathPrefixes) {
 		return false
 	}
 	if c.Query != "" && CanonicalQuery(queryWithoutToken) != CanonicalQuery(c.Query) {
@@ -284,8 +296,10 @@ func methodAllowed(methods []string, method string, oneClickPost bool) bool {
 	return false
 }
 
+// underPrefix reports whether the request's path (as pathsafe.Clean
+// returns it) and the target's path are both under one of prefixes.
 func underPrefix(targetPath, path string, prefixes []string) bool {
-	if len(prefixes) == 0 || !plainPath(path) {
+	if len(prefixes) == 0 || !plainPath(path) || !plainPath(targetPath) {
 		return false
 	}
 	for _, p := range prefixes {
@@ -296,6 +310,7 @@ func underPrefix(targetPath, path string, prefixes []string) bool {
 	return false
 }
 
+// within reports whether the decoded path is prefix or under it.
 func within(path, prefix string) bool {
 	if strings.HasSuffix(prefix, "/") {
 		return strings.HasPrefix(path, prefix)
@@ -303,20 +318,14 @@ func within(path, prefix string) bool {
 	return path == prefix || strings.HasPrefix(path, prefix+"/")
 }
 
-// plainPath reports whether path cannot mean a different place to the
-// upstream than its string prefix suggests.
+// plainPath reports whether a decoded path cannot mean a different place to
+// the upstream than its string prefix suggests: it is its own
+// pathsafe.Clean form once escaped (no "." or ".." segment, no "//", no
+// ';', '\', '%' or control character, …).
 func plainPath(path string) bool {
-	if path == "" || path[0] != '/' || strings.ContainsAny(path, "\\\x00") {
+	if path == "" || path[0] != '/' {
 		return false
 	}
-	lower := strings.ToLower(path)
-	if strings.Contains(lower, "%2e") || strings.Contains(lower, "%2f") || strings.Contains(lower, "%5c") {
-		return false
-	}
-	for seg := range strings.SplitSeq(path, "/") {
-		if seg == "." || seg == ".." {
-			return false
-		}
-	}
-	return true
+	clean, ok := pathsafe.Clean((&url.URL{Path: path}).EscapedPath())
+	return ok && clean == path
 }
