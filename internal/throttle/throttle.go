@@ -86,3 +86,49 @@ func (l *Limiter) sweep(now time.Time) {
 		}
 	}
 }
+
+// Reservation is one attempt counted before the credential is checked.
+type Reservation struct {
+	l     *Limiter
+	key   string
+	start time.Time // the window the attempt was counted in
+}
+
+// Reserve counts an attempt by key at now before it is checked, so that a
+// burst of concurrent guesses cannot all be evaluated while the first are
+// still being checked: the limit holds for attempts in flight too. It
+// refuses (false, and how long to wait) once the window holds Limit
+// attempts. A reservation that is not released stays counted as a failure.
+func (l *Limiter) Reserve(key string, now time.Time) (Reservation, bool, time.Duration) {
+	if l == nil || l.limit <= 0 {
+		return Reservation{}, true, 0
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.keys[key]
+	if b == nil || !now.Before(b.start.Add(l.window)) {
+		if b == nil && len(l.keys) >= maxKeys {
+			l.sweep(now)
+		}
+		b = &bucket{start: now}
+		l.keys[key] = b
+	}
+	if b.failures >= l.limit {
+		return Reservation{}, false, b.start.Add(l.window).Sub(now)
+	}
+	b.failures++
+	return Reservation{l: l, key: key, start: b.start}, true, 0
+}
+
+// Release gives a reserved attempt back (call it once): the credential was right. It does
+// nothing once the window the attempt was counted in is over.
+func (r Reservation) Release() {
+	if r.l == nil {
+		return
+	}
+	r.l.mu.Lock()
+	defer r.l.mu.Unlock()
+	if b := r.l.keys[r.key]; b != nil && b.start.Equal(r.start) && b.failures > 0 {
+		b.failures--
+	}
+}
