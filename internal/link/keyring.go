@@ -81,6 +81,57 @@ func ParseEd25519PrivateKeyPEM(pemBytes []byte) (ed25519.PrivateKey, error) {
 	return priv, nil
 }
 
+// Ed25519PublicKey is a verify-only EdDSA key: the public half of a key an
+// app signs its own links with. It cannot be a ring's first key.
+func Ed25519PublicKey(kid string, pub ed25519.PublicKey) Key {
+	return Key{ID: kid, Alg: AlgEdDSA, Public: pub}
+}
+
+// ParseEd25519PublicKeyPEM reads an Ed25519 public key from a PKIX
+// (SubjectPublicKeyInfo) PEM block ("PUBLIC KEY"), as
+// `openssl pkey -in key.pem -pubout` writes it. It refuses a file that
+// holds a private key anywhere in it: whoever configured a public key
+// meant the gateway not to have the private one.
+func ParseEd25519PublicKeyPEM(pemBytes []byte) (ed25519.PublicKey, error) {
+	var pub ed25519.PublicKey
+	rest := pemBytes
+	for n := 0; ; n++ {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			if n == 0 {
+				if bytes.HasPrefix(bytes.TrimSpace(pemBytes), []byte("ssh-ed25519 ")) {
+					return nil, errors.New("OpenSSH public keys are not supported; convert it (`ssh-keygen -e -m PKCS8 -f key.pub`) or use `openssl pkey -in key.pem -pubout`")
+				}
+				return nil, errors.New("no PEM block found (want a \"PUBLIC KEY\" block, e.g. from `openssl pkey -in key.pem -pubout`)")
+			}
+			break
+		}
+		switch block.Type {
+		case "PUBLIC KEY":
+		case "PRIVATE KEY", "ENCRYPTED PRIVATE KEY", "OPENSSH PRIVATE KEY", "EC PRIVATE KEY", "RSA PRIVATE KEY":
+			return nil, fmt.Errorf("PEM block is a %q, but a public key was expected: keep the private key with the app and give the gateway only its public half (`openssl pkey -in key.pem -pubout`), or configure it as a signing key", block.Type)
+		case "CERTIFICATE":
+			return nil, errors.New("PEM block is a certificate; want the bare public key (\"PUBLIC KEY\", `openssl x509 -in cert.pem -pubkey -noout`)")
+		default:
+			return nil, fmt.Errorf("PEM block is %q, want \"PUBLIC KEY\" (PKIX, `openssl pkey -in key.pem -pubout`)", block.Type)
+		}
+		if pub != nil {
+			return nil, errors.New("more than one public key in the file; give one key per file")
+		}
+		k, err := x509.ParsePKIXPublicKey(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("parsing PKIX public key: %w", err)
+		}
+		p, ok := k.(ed25519.PublicKey)
+		if !ok {
+			return nil, fmt.Errorf("public key is %T, not Ed25519", k)
+		}
+		pub = p
+	}
+	return pub, nil
+}
+
 // ringKey is a checked Key with what signing and verifying need.
 type ringKey struct {
 	id, alg string
@@ -163,7 +214,7 @@ func NewKeyRing(ks ...Key) (*KeyRing, error) {
 			return nil, fmt.Errorf("link: key %q: unknown algorithm %q (want %s or %s)", k.ID, k.Alg, AlgHS256, AlgEdDSA)
 		}
 		if i == 0 && rk.sign == nil {
-			return nil, fmt.Errorf("link: key %q signs (it is first) but has no private key", k.ID)
+			return nil, fmt.Errorf("link: key %q is first, so it signs, but it is verify-only: it has no private key (put a key that can sign first)", k.ID)
 		}
 		kr.keys = append(kr.keys, rk)
 		kr.byID[k.ID] = rk
