@@ -86,8 +86,14 @@ type LinkKeyConfig struct {
 	// hs256: the HMAC key (placeholders expanded); empty derives it from
 	// the gateway secret and the kid.
 	Secret string `json:"secret,omitempty"`
-	// ed25519: a PKCS#8 PEM private key file.
+	// ed25519: a PKCS#8 PEM private key file ("PRIVATE KEY"); the key signs
+	// (when first) and verifies.
 	PrivateKeyFile string `json:"private_key_file,omitempty"`
+	// ed25519, instead of PrivateKeyFile: a PKIX PEM public key file
+	// ("PUBLIC KEY", as `openssl pkey -pubout` writes it). The key only
+	// verifies, for links an app signs itself with the private half, which
+	// the gateway never sees; it cannot be the first key.
+	PublicKeyFile string `json:"public_key_file,omitempty"`
 }
 
 // linkKeyRing builds the key ring from the config.
@@ -109,10 +115,30 @@ func (a *App) linkKeyRing(repl *caddy.Replacer) (*link.KeyRing, error) {
 			}
 			ks = append(ks, link.Key{ID: kc.ID, Alg: "HS256", Secret: []byte(s)})
 		case "ed25519":
-			path := repl.ReplaceKnown(kc.PrivateKeyFile, "")
+			switch {
+			case kc.PrivateKeyFile != "" && kc.PublicKeyFile != "":
+				return nil, fmt.Errorf("latchkey link key %q: give private_key_file or public_key_file, not both", kc.ID)
+			case kc.PrivateKeyFile == "" && kc.PublicKeyFile == "":
+				return nil, fmt.Errorf("latchkey link key %q: ed25519 needs private_key_file (signs and verifies) or public_key_file (verifies only)", kc.ID)
+			case kc.PublicKeyFile != "" && len(ks) == 0:
+				return nil, fmt.Errorf("latchkey link key %q: the first link key signs the gateway's links, but this one is verify-only (public_key_file); put a key that can sign (hs256, or ed25519 with a private key) first", kc.ID)
+			}
+			file := kc.PrivateKeyFile
+			if kc.PublicKeyFile != "" {
+				file = kc.PublicKeyFile
+			}
+			path := repl.ReplaceKnown(file, "")
 			pemBytes, err := os.ReadFile(path)
 			if err != nil {
 				return nil, fmt.Errorf("latchkey link key %q: %w", kc.ID, err)
+			}
+			if kc.PublicKeyFile != "" {
+				pub, err := link.ParseEd25519PublicKeyPEM(pemBytes)
+				if err != nil {
+					return nil, fmt.Errorf("latchkey link key %q from %s: %w", kc.ID, path, err)
+				}
+				ks = append(ks, link.Ed25519PublicKey(kc.ID, pub))
+				continue
 			}
 			priv, err := link.ParseEd25519PrivateKeyPEM(pemBytes)
 			if err != nil {

@@ -422,7 +422,11 @@ func parseLink(d *caddyfile.Dispenser, h *Handler) error {
 //	link_keys {
 //		hs256 <kid> [<secret>]
 //		ed25519 <kid> <private-key-file>
+//		ed25519_public <kid> <public-key-file>
 //	}
+//
+// ed25519_public is a verify-only key (a PKIX "PUBLIC KEY" PEM) for links an
+// app signs itself; it cannot be first, since the first key signs.
 func parseLinkKeys(d *caddyfile.Dispenser, app *App) error {
 	if d.NextArg() {
 		return d.ArgErr()
@@ -440,10 +444,15 @@ func parseLinkKeys(d *caddyfile.Dispenser, app *App) error {
 			}
 		case alg == "ed25519" && len(args) == 2:
 			k = LinkKeyConfig{ID: args[0], Alg: alg, PrivateKeyFile: args[1]}
-		case alg == "hs256" || alg == "ed25519":
-			return d.Errf("%s: want %s <kid> %s", alg, alg, map[string]string{"hs256": "[<secret>]", "ed25519": "<private-key-file>"}[alg])
+		case alg == "ed25519_public" && len(args) == 2:
+			if len(app.LinkKeys) == 0 {
+				return d.Errf("ed25519_public: key %q is verify-only, so it cannot be the first link key (the first one signs); put an hs256 or ed25519 key first", args[0])
+			}
+			k = LinkKeyConfig{ID: args[0], Alg: "ed25519", PublicKeyFile: args[1]}
+		case alg == "hs256" || alg == "ed25519" || alg == "ed25519_public":
+			return d.Errf("%s: want %s <kid> %s", alg, alg, map[string]string{"hs256": "[<secret>]", "ed25519": "<private-key-file>", "ed25519_public": "<public-key-file>"}[alg])
 		default:
-			return d.Errf("unknown link key algorithm %q (want hs256 or ed25519)", alg)
+			return d.Errf("unknown link key algorithm %q (want hs256, ed25519 or ed25519_public)", alg)
 		}
 		if seen[k.ID] {
 			return d.Errf("link key id %q used twice", k.ID)
