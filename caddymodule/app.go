@@ -5,7 +5,6 @@ package caddymodule
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"os"
@@ -17,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/latchkeyhq/latchkey/internal/audit"
+	"github.com/latchkeyhq/latchkey/internal/keys"
 	"github.com/latchkeyhq/latchkey/internal/link"
 	"github.com/latchkeyhq/latchkey/internal/session"
 	"github.com/latchkeyhq/latchkey/internal/store"
@@ -48,7 +48,8 @@ type App struct {
 	Storage *StorageConfig `json:"storage,omitempty"`
 	// The secret that keys every hash and signature. Placeholders such as
 	// {env.LATCHKEY_SECRET} are expanded. Default: generated on first start
-	// and kept in the store.
+	// and kept in a 0600 file beside the store (latchkey.secret beside
+	// latchkey.db), never in the store itself.
 	Secret string `json:"secret,omitempty"`
 	// A file holding the secret (surrounding white space is ignored).
 	SecretFile string `json:"secret_file,omitempty"`
@@ -344,15 +345,18 @@ func (a *App) loadSecret(ctx context.Context, repl *caddy.Replacer, st store.Sto
 		}
 		s = strings.TrimSpace(string(b))
 	default:
-		fresh := make([]byte, 32)
-		if _, err := rand.Read(fresh); err != nil {
-			return nil, fmt.Errorf("latchkey: generating secret: %w", err)
-		}
-		secret, err := st.Secret(ctx, fresh)
+		// Generated on first start and kept in a 0600 file beside the
+		// store, never in it; a secret an older version kept in the store
+		// is moved to that file.
+		driver, target, err := a.storageTarget(repl)
 		if err != nil {
-			return nil, fmt.Errorf("latchkey: loading secret from store: %w", err)
+			return nil, err
 		}
-		return secret, nil
+		path, err := generatedSecretPath(driver, target)
+		if err != nil {
+			return nil, err
+		}
+		return keys.LoadGeneratedSecret(ctx, path, metaSecret{st})
 	}
 	if len(s) < minSecretLen {
 		return nil, fmt.Errorf("latchkey secret: %d characters is too short; use at least %d random characters", len(s), minSecretLen)

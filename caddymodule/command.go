@@ -293,7 +293,7 @@ func printUsers(c *cobra.Command, us []store.User) error {
 	tw := newTable(out)
 	fmt.Fprintln(tw, "ID\tEMAIL\tSITE\tNAME\tPHONE\tACTIVE\tROLES\tLOGINS\tLAST LOGIN")
 	for _, u := range us {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%t\t%s\t%d\t%s\n", u.ID, u.Email, dash(u.Site), dash(u.Name), dash(u.Phone),
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%t\t%s\t%d\t%s\n", u.ID, cell(u.Email), dash(u.Site), dash(u.Name), dash(u.Phone),
 			u.Active, dash(strings.Join(u.Roles, ",")), u.LoginCount, timeOrDash(u.CurrentLoginAt))
 	}
 	return tw.Flush()
@@ -308,7 +308,7 @@ func printSessions(c *cobra.Command, ss []store.Session) error {
 	tw := newTable(out)
 	fmt.Fprintln(tw, "ID\tUSER\tSTARTED\tLAST SEEN\tEXPIRES\tREVOKED\tIP\tVIA")
 	for _, s := range ss {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.UserID, timeOrDash(s.CreatedAt), timeOrDash(s.LastSeenAt),
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", cell(s.ID), s.UserID, timeOrDash(s.CreatedAt), timeOrDash(s.LastSeenAt),
 			timeOrDash(s.ExpiresAt), timeOrDash(s.RevokedAt), dash(s.IP), dash(s.Kind))
 	}
 	return tw.Flush()
@@ -328,8 +328,8 @@ func printAudit(c *cobra.Command, evs []store.AuditEvent) error {
 			user = fmt.Sprint(e.UserID)
 		}
 		browser := strings.TrimSpace(e.UABrowser + " " + e.UAVersion)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", timeOrDash(e.Time), e.Kind, e.Outcome, dash(e.Reason),
-			user, e.Status, e.Method, e.Host, e.Path, dash(e.ClientIP), dash(browser), dash(e.UAOS), dash(e.UADevice))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", timeOrDash(e.Time), cell(e.Kind), cell(e.Outcome), dash(e.Reason),
+			user, e.Status, cell(e.Method), cell(e.Host), cell(e.Path), dash(e.ClientIP), dash(browser), dash(e.UAOS), dash(e.UADevice))
 	}
 	return tw.Flush()
 }
@@ -339,11 +339,13 @@ func newTable(w io.Writer) *tabwriter.Writer {
 	return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 }
 
+// dash is a table cell that may be empty; like every cell, it goes
+// through cell.
 func dash(s string) string {
 	if s == "" {
 		return "-"
 	}
-	return s
+	return cell(s)
 }
 
 func timeOrDash(t time.Time) string {
@@ -453,8 +455,8 @@ neither --send nor --no-send at a terminal, asks whether to mail it now.`,
 				if inv.UserID != 0 {
 					user = fmt.Sprint(inv.UserID)
 				}
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", inv.ID, inv.Site, inv.Email, dash(inv.Name),
-					timeOrDash(inv.CreatedAt), timeOrDash(inv.FirstUsedAt), inv.UseCount, user, sent, timeOrDash(inv.RevokedAt))
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", inv.ID, cell(inv.Site), cell(inv.Email), dash(inv.Name),
+					timeOrDash(inv.CreatedAt), timeOrDash(inv.FirstUsedAt), inv.UseCount, user, cell(sent), timeOrDash(inv.RevokedAt))
 			}
 			return tw.Flush()
 		}),
@@ -580,7 +582,7 @@ func linksCommand() *cobra.Command {
 			tw := newTable(c.OutOrStdout())
 			fmt.Fprintln(tw, "JTI\tUSER\tMODE\tTARGET\tUSES\tEXPIRES\tREVOKED")
 			for _, l := range ls {
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d/%s\t%s\t%s\n", l.JTI, l.UserID, dash(l.Mode), dash(l.Target), l.Uses, maxText(l.MaxUses), timeOrDash(l.ExpiresAt), timeOrDash(l.RevokedAt))
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d/%s\t%s\t%s\n", cell(l.JTI), l.UserID, dash(l.Mode), dash(l.Target), l.Uses, maxText(l.MaxUses), timeOrDash(l.ExpiresAt), timeOrDash(l.RevokedAt))
 			}
 			return tw.Flush()
 		}),
@@ -601,11 +603,11 @@ func linksCommand() *cobra.Command {
 			}
 			w := c.OutOrStdout()
 			fmt.Fprintf(w, "link %s: user %d, %s mode, %s, used %d of %s, created %s by %s, expires %s, revoked %s\n\n",
-				l.JTI, l.UserID, l.Mode, dash(l.Target), l.Uses, maxText(l.MaxUses), timeOrDash(l.CreatedAt), dash(l.CreatedBy), optTimeText(l.ExpiresAt), optTimeText(l.RevokedAt))
+				cell(l.JTI), l.UserID, cell(l.Mode), dash(l.Target), l.Uses, maxText(l.MaxUses), timeOrDash(l.CreatedAt), dash(l.CreatedBy), optTimeText(l.ExpiresAt), optTimeText(l.RevokedAt))
 			tw := newTable(w)
 			fmt.Fprintln(tw, "TIME\tOUTCOME\tREASON\tSTATUS\tMETHOD\tPATH\tCLIENT IP\tBROWSER\tOS\tDEVICE")
 			for _, e := range l.UsesLog {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", timeOrDash(e.Time), e.Outcome, dash(e.Reason), e.Status, e.Method, e.Path,
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", timeOrDash(e.Time), cell(e.Outcome), dash(e.Reason), e.Status, cell(e.Method), cell(e.Path),
 					dash(e.ClientIP), dash(strings.TrimSpace(e.Browser+" "+e.Version)), dash(e.OS), dash(e.Device))
 			}
 			return tw.Flush()
@@ -730,7 +732,7 @@ func ticketsCommand() *cobra.Command {
 			tw := newTable(c.OutOrStdout())
 			fmt.Fprintln(tw, "UUID\tPLACE\tPURPOSE\tSTATE\tCREATED\tEXPIRES\tUSED\tSTATUS\tIP")
 			for _, t := range ts {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", t.UUID, t.Place, t.Purpose, t.State, timeOrDash(t.CreatedAt),
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", cell(t.UUID), cell(t.Place), cell(t.Purpose), cell(t.State), timeOrDash(t.CreatedAt),
 					timeOrDash(t.ExpiresAt), timeOrDash(t.UsedAt), t.UseStatus, dash(t.UseIP))
 			}
 			return tw.Flush()
@@ -753,16 +755,16 @@ func ticketsCommand() *cobra.Command {
 				return writeJSON(c.OutOrStdout(), t)
 			}
 			w := c.OutOrStdout()
-			fmt.Fprintf(w, "ticket %s: %s/%s, %s, created %s, expires %s, data %s\n", t.UUID, t.Place, t.Purpose, t.State,
-				timeOrDash(t.CreatedAt), optTimeText(t.ExpiresAt), string(t.Data))
+			fmt.Fprintf(w, "ticket %s: %s/%s, %s, created %s, expires %s, data %s\n", cell(t.UUID), cell(t.Place), cell(t.Purpose), cell(t.State),
+				timeOrDash(t.CreatedAt), optTimeText(t.ExpiresAt), cell(string(t.Data)))
 			if t.UsedAt != nil {
-				fmt.Fprintf(w, "used %s from %s (%s), upstream status %d\n", timeOrDash(*t.UsedAt), t.UseIP, t.UseUA, t.UseStatus)
+				fmt.Fprintf(w, "used %s from %s (%s), upstream status %d\n", timeOrDash(*t.UsedAt), cell(t.UseIP), cell(t.UseUA), t.UseStatus)
 			}
 			fmt.Fprintln(w)
 			tw := newTable(w)
 			fmt.Fprintln(tw, "TIME\tOUTCOME\tREASON\tSTATUS\tMETHOD\tPATH\tCLIENT IP\tBROWSER")
 			for _, e := range t.Attempts {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", timeOrDash(e.Time), e.Outcome, dash(e.Reason), e.Status, e.Method, e.Path,
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", timeOrDash(e.Time), cell(e.Outcome), dash(e.Reason), e.Status, cell(e.Method), cell(e.Path),
 					dash(e.ClientIP), dash(strings.TrimSpace(e.Browser+" "+e.Version)))
 			}
 			return tw.Flush()

@@ -21,6 +21,7 @@ import (
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
 	_ "github.com/latchkeyhq/latchkey/caddymodule"
+	"github.com/latchkeyhq/latchkey/internal/keys"
 	"github.com/latchkeyhq/latchkey/internal/session"
 	"github.com/latchkeyhq/latchkey/internal/store"
 	"github.com/latchkeyhq/latchkey/internal/store/sqlite"
@@ -96,7 +97,7 @@ type gwOpts struct {
 	handler string // body of the latchkey directive
 	global  string // extra lines in the latchkey global option
 	// generatedSecret leaves the secret out, so the gateway makes one and
-	// keeps it in the store.
+	// keeps it in a file beside the store.
 	generatedSecret bool
 }
 
@@ -120,8 +121,9 @@ func startGateway(t *testing.T, o gwOpts) *gateway {
 	g.st = st
 	g.secret = []byte(testSecret)
 	if o.generatedSecret {
-		// As the CLI does: the secret the gateway generated and stored.
-		if g.secret, err = st.Secret(context.Background(), []byte("not-the-one-in-the-store-0123456789")); err != nil {
+		// As the CLI does: the secret the gateway generated, in the file
+		// beside the store.
+		if g.secret, err = keys.ReadSecretFile(keys.SecretPath(g.db)); err != nil {
 			t.Fatal(err)
 		}
 	}
