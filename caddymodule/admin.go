@@ -11,7 +11,6 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
-	"github.com/latchkeyhq/latchkey/internal/invite"
 	"github.com/latchkeyhq/latchkey/internal/store"
 )
 
@@ -73,7 +72,7 @@ func (a *adminAPI) ops() (ops, error) {
 		return ops{}, caddy.APIError{HTTPStatus: http.StatusNotFound, Err: errors.New("latchkey is not in the running config")}
 	}
 	app := appIface.(*App)
-	o := ops{st: app.store, now: time.Now, app: app, cache: app.sessions, secret: app.secret, ring: app.links, tickets: app.tickets}
+	o := ops{st: app.store, now: time.Now, app: app, cache: app.sessions, secret: app.secret, ring: app.links, tickets: app.tickets, sites: app.sites}
 	if app.mailer != nil {
 		o.mailer = app.mailer
 	}
@@ -140,7 +139,10 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		if in.Domain == "" {
 			return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: errors.New("domain (the site the code works on) is required")}
 		}
-		s := site{Host: invite.SiteOf(in.Domain), BaseURL: "https://" + in.Domain}
+		s, err := pickSite(o.sites, in.Domain)
+		if err != nil {
+			return apiErr(inputError{err})
+		}
 		out, err := o.createInvite(ctx, in, s, "admin-api")
 		if err != nil {
 			return apiErr(err)
@@ -153,7 +155,7 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		}
 		return reply(w, http.StatusOK, toInviteJSON(inv))
 	case route(parts, r, http.MethodPost, "invites", "*", "send"):
-		out, err := o.sendInvite(ctx, parts[1], nil)
+		out, err := o.sendInvite(ctx, parts[1])
 		if err != nil {
 			return apiErr(err)
 		}

@@ -16,9 +16,11 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/latchkeyhq/latchkey/internal/audit"
+	"github.com/latchkeyhq/latchkey/internal/gate"
 	"github.com/latchkeyhq/latchkey/internal/keys"
 	"github.com/latchkeyhq/latchkey/internal/link"
 	"github.com/latchkeyhq/latchkey/internal/session"
+	"github.com/latchkeyhq/latchkey/internal/site"
 	"github.com/latchkeyhq/latchkey/internal/store"
 	"github.com/latchkeyhq/latchkey/internal/store/sqlite"
 	"github.com/latchkeyhq/latchkey/internal/ticket"
@@ -77,6 +79,11 @@ type App struct {
 	tickets  *ticket.Hasher
 	stop     context.CancelFunc // the janitor
 	logger   *zap.Logger
+	// sites are the handlers' sites, registered as they provision; strip
+	// removes the identity headers of every handler, on every route.
+	sites []siteConf
+	strip *gate.HeaderStripper
+	names []string
 }
 
 // LinkKeyConfig is one key of the link key ring.
@@ -201,6 +208,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.store = val.(pooledStore).Store
 	a.sessions = session.NewCache(0)
+	a.strip = gate.NewHeaderStripper(gate.IdentityHeaders(), gate.ProtectedPrefixes)
 	if a.secret, err = a.loadSecret(ctx, repl, a.store); err != nil {
 		return err
 	}
@@ -236,11 +244,50 @@ func (a *App) Validate() error {
 	return nil
 }
 
+// registerSite records a handler's site; handlers naming one site share one
+// *site.Site, with their hosts pooled and one origin.
+func (a *App) registerSite(h *Handler) (*site.Site, error) {
+	s, err := h.newSite()
+	if err != nil {
+		return nil, fmt.Errorf("latchkey handler: %w", err)
+	}
+	for _, sc := range a.sites {
+		if sc.Site.Name == s.Name {
+			if err := joinSite(sc.Site, s); err != nil {
+				return nil, fmt.Errorf("latchkey handler: %w", err)
+			}
+			s = sc.Site
+			break
+		}
+	}
+	a.sites = append(a.sites, siteConf{Site: s, Handler: *h})
+	return s, nil
+}
+
+// protect adds a handler's identity header names to the ones every handler
+// strips. Handlers provision before any serves, so the set is complete by
+// the first request.
+func (a *App) protect(names ...string) {
+	for _, n := range names {
+		if n != "" {
+			a.names = append(a.names, n)
+		}
+	}
+	*a.strip = *gate.NewHeaderStripper(gate.IdentityHeaders(a.names...), gate.ProtectedPrefixes)
+}
+
 // janitorEvery is how often expired tickets are marked.
 const janitorEvery = time.Minute
 
 // Start runs the janitor, which marks expired tickets (nothing is deleted).
 func (a *App) Start() error {
+	// Every handler has provisioned by now, so each site has all its
+	// origins: one that mails URLs must have one.
+	for _, sc := range a.sites {
+		if a.mailer != nil && (sc.Handler.Invite != nil || sc.Handler.Link != nil) && sc.Site.Origin == "" {
+			return fmt.Errorf("latchkey site %q has no origin, but mails links to it (smtp is set and its route takes invites or links): set `origin https://…` in its latchkey handler — URLs in mails never come from a request's Host", sc.Site.Name)
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a.stop = cancel
 	go func() {

@@ -1,6 +1,8 @@
 package caddymodule
 
 import (
+	"net"
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -12,6 +14,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/latchkeyhq/latchkey/internal/invite"
+	"github.com/latchkeyhq/latchkey/internal/site"
 )
 
 func init() {
@@ -142,8 +145,78 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 
 func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	m := new(Handler)
-	err := m.UnmarshalCaddyfile(h.Dispenser)
-	return m, err
+	if err := m.UnmarshalCaddyfile(h.Dispenser); err != nil {
+		return nil, err
+	}
+	// The site is the site block's hosts, and its origin the block's first
+	// address, unless the handler names them.
+	if len(m.Hosts) == 0 {
+		hosts, origin := blockSite(siteBlockKeys(h))
+		m.Hosts = hosts
+		if m.Origin == "" && (m.SiteName == "" || len(hosts) > 0 && m.SiteName == hosts[0]) {
+			m.Origin = origin
+		}
+	}
+	if err := m.Validate(); err != nil {
+		return nil, h.Err(err.Error())
+	}
+	return m, nil
+}
+
+// siteBlockKeys are the addresses of the site block a directive is in.
+// Helper keeps its block unexported, so it is read by reflection, which
+// only reads; TestCaddyfileGolden fails if a Caddy upgrade moves it.
+func siteBlockKeys(h httpcaddyfile.Helper) []string {
+	block := reflect.ValueOf(h).FieldByName("parentBlock")
+	if !block.IsValid() {
+		return nil
+	}
+	keys := block.FieldByName("Keys")
+	if !keys.IsValid() || keys.Kind() != reflect.Slice {
+		return nil
+	}
+	var out []string
+	for i := 0; i < keys.Len(); i++ {
+		if t := keys.Index(i).FieldByName("Text"); t.IsValid() && t.Kind() == reflect.String {
+			out = append(out, t.String())
+		}
+	}
+	return out
+}
+
+// blockSite reads site block addresses: their host names, and the origin
+// of the first, as Caddy serves it (HTTPS unless http:// or port 80).
+// Wildcards and catch-alls (":8080", "http://") give no origin; any
+// catch-all address makes the site answer for every host.
+func blockSite(keys []string) (hosts []string, origin string) {
+	for i, k := range keys {
+		a, err := httpcaddyfile.ParseAddress(k)
+		if err != nil {
+			continue
+		}
+		if a.Host == "" {
+			return nil, ""
+		}
+		hosts = append(hosts, strings.ToLower(a.Host))
+		if i > 0 || strings.Contains(a.Host, "*") || strings.HasPrefix(a.Host, "{") {
+			continue
+		}
+		scheme := a.Scheme
+		if scheme == "" {
+			scheme = "https"
+			if a.Port == "80" {
+				scheme = "http"
+			}
+		}
+		port := a.Port
+		if port == "" {
+			port = map[string]string{"http": "80", "https": "443"}[scheme]
+		}
+		if o, err := site.ParseOrigin(scheme + "://" + net.JoinHostPort(a.Host, port)); err == nil {
+			origin = o
+		}
+	}
+	return hosts, origin
 }
 
 // UnmarshalCaddyfile sets up the handler:
@@ -177,6 +250,17 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "prefix":
 			if err := oneArg(d, &h.Prefix); err != nil {
 				return err
+			}
+		case "site":
+			if err := oneArg(d, &h.SiteName); err != nil {
+				return err
+			}
+		case "origin":
+			if err := oneArg(d, &h.Origin); err != nil {
+				return err
+			}
+			if _, err := site.ParseOrigin(h.Origin); err != nil {
+				return d.Err(err.Error())
 			}
 		case "login_url":
 			if err := oneArg(d, &h.LoginURL); err != nil {
@@ -343,6 +427,12 @@ func parseTickets(d *caddyfile.Dispenser, h *Handler) error {
 				return err
 			}
 			h.Tickets.Throttle = t
+		case "also":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.Err("also needs the credentials the route takes besides tickets: also session link invite")
+			}
+			h.Tickets.Also = append(h.Tickets.Also, args...)
 		default:
 			return d.Errf("unknown tickets subdirective %q", d.Val())
 		}

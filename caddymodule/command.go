@@ -19,7 +19,6 @@ import (
 	"golang.org/x/term"
 
 	"github.com/latchkeyhq/latchkey/internal/gate"
-	"github.com/latchkeyhq/latchkey/internal/invite"
 	"github.com/latchkeyhq/latchkey/internal/session"
 	"github.com/latchkeyhq/latchkey/internal/store"
 )
@@ -201,7 +200,7 @@ func buildCommand(cmd *cobra.Command) {
 // cliEnv is what a command knows from its config.
 type cliEnv struct {
 	app   *App
-	sites []site
+	sites []siteConf
 }
 
 // withOps opens the store named by --config/--adapter for one command and
@@ -237,7 +236,7 @@ func withEnv(fn func(c *cobra.Command, o ops, env cliEnv, args []string) error) 
 			return err
 		}
 		env.app.secret = secret
-		o := ops{st: st, now: time.Now, app: env.app, secret: secret}
+		o := ops{st: st, now: time.Now, app: env.app, secret: secret, sites: env.sites}
 		if m, err := env.app.newMailer(repl, st); err != nil {
 			return err
 		} else if m != nil {
@@ -294,7 +293,7 @@ func printUsers(c *cobra.Command, us []store.User) error {
 	fmt.Fprintln(tw, "ID\tEMAIL\tSITE\tNAME\tPHONE\tACTIVE\tROLES\tLOGINS\tLAST LOGIN")
 	for _, u := range us {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%t\t%s\t%d\t%s\n", u.ID, cell(u.Email), dash(u.Site), dash(u.Name), dash(u.Phone),
-			u.Active, dash(strings.Join(u.Roles, ",")), u.LoginCount, timeOrDash(u.CurrentLoginAt))
+			u.Active, dash(strings.Join(toUserJSON(&u).Roles, ",")), u.LoginCount, timeOrDash(u.CurrentLoginAt))
 	}
 	return tw.Flush()
 }
@@ -484,7 +483,7 @@ neither --send nor --no-send at a terminal, asks whether to mail it now.`,
 		Short: "Mails an invite again, with a new code (the old one stops working)",
 		Args:  cobra.ExactArgs(1),
 		RunE: withEnv(func(c *cobra.Command, o ops, env cliEnv, args []string) error {
-			out, err := o.sendInvite(c.Context(), args[0], env.sites)
+			out, err := o.sendInvite(c.Context(), args[0])
 			if err != nil {
 				return err
 			}
@@ -537,7 +536,7 @@ func linksCommand() *cobra.Command {
 			}
 			if u, err := url.Parse(in.URL); err == nil {
 				for _, s := range env.sites {
-					if s.Handler.Link != nil && s.Handler.Link.Param != "" && invite.SiteOf(s.Host) == invite.SiteOf(u.Host) {
+					if s.Handler.Link != nil && s.Handler.Link.Param != "" && len(s.Site.Hosts) > 0 && s.Site.Serves(u.Host) {
 						in.Param = s.Handler.Link.Param
 					}
 				}

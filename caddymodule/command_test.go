@@ -45,7 +45,7 @@ func writeCaddyfile(t *testing.T) (path, db string) {
 
 func TestUsersCommands(t *testing.T) {
 	cf, db := writeCaddyfile(t)
-	out, err := cli(t, cf, "users", "add", "--email", " Ada@Example.COM ", "--name", "Ada Lovelace", "--phone", "+44 20 1234", "--role", "staff", "--json")
+	out, err := cli(t, cf, "users", "add", "--email", " Ada@Example.COM ", "--name", "Ada Lovelace", "--phone", "+44 20 1234", "--role", "staff@app.example.com", "--json")
 	if err != nil {
 		t.Fatalf("users add: %v\n%s", err, out)
 	}
@@ -53,7 +53,7 @@ func TestUsersCommands(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &added); err != nil || len(added) != 1 {
 		t.Fatalf("users add --json output %q: %v", out, err)
 	}
-	if a := added[0]; a.Email != "ada@example.com" || a.Name != "Ada Lovelace" || !a.Active || len(a.Roles) != 1 || a.Roles[0] != "staff" {
+	if a := added[0]; a.Email != "ada@example.com" || a.Name != "Ada Lovelace" || !a.Active || len(a.Roles) != 1 || a.Roles[0] != "staff@app.example.com" {
 		t.Errorf("added user %+v", a)
 	}
 	if out, err := cli(t, cf, "users", "add", "--email", "ada@example.com"); err == nil || !strings.Contains(err.Error(), "already exists") {
@@ -219,7 +219,7 @@ func TestInvitesCreatePromptsAtTerminal(t *testing.T) {
 	}
 	defer st.Close()
 	invs, err := st.Invites(context.Background(), store.InviteFilter{})
-	if err != nil || len(invs) != 1 || invs[0].Email != "ben@example.com" || invs[0].Site != "app.example.com" {
+	if err != nil || len(invs) != 1 || invs[0].Email != "ben@example.com" || invs[0].Site != "default" {
 		t.Fatalf("invites: %+v %v", invs, err)
 	}
 	// Only the hash is kept: the printed code is not in the store.

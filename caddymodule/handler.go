@@ -13,7 +13,9 @@ import (
 
 	"github.com/latchkeyhq/latchkey/internal/gate"
 	"github.com/latchkeyhq/latchkey/internal/invite"
+	"github.com/latchkeyhq/latchkey/internal/pathsafe"
 	"github.com/latchkeyhq/latchkey/internal/session"
+	"github.com/latchkeyhq/latchkey/internal/site"
 	"github.com/latchkeyhq/latchkey/internal/throttle"
 )
 
@@ -24,6 +26,18 @@ func init() {
 // Handler lets a request through only with a latchkey credential, and tells
 // the upstream who it is with X-User-ID and X-Session-ID.
 type Handler struct {
+	// The site the route belongs to: handlers that name one site share its
+	// users, sessions, roles, invites and links; nothing crosses sites.
+	// Default: the first of Hosts, or "default".
+	SiteName string `json:"site,omitempty"`
+	// The site's canonical origin (scheme://host[:port]): every absolute
+	// URL the gateway makes for the site (mails, CLI output) starts with
+	// it, never with a request's Host. The Caddyfile fills it in from the
+	// site block's address; a catch-all block (":80") has none unless set.
+	Origin string `json:"origin,omitempty"`
+	// Host names the site answers for; the Caddyfile fills them in from the
+	// site block's addresses. Empty: any host.
+	Hosts []string `json:"hosts,omitempty"`
 	// Header that carries the user's id upstream. Default X-User-ID.
 	UserHeader string `json:"user_header,omitempty"`
 	// Header that carries the session's public id upstream. Default X-Session-ID.
@@ -91,6 +105,9 @@ type ThrottleConfig struct {
 const (
 	defaultThrottleAttempts = 10
 	defaultThrottleWindow   = time.Minute
+	// linkFailuresPerIP bounds forged or misdirected links per client IP
+	// and minute; genuine links that are used up or expired do not count.
+	linkFailuresPerIP = 30
 )
 
 // rules turns the config into invite rules, applying defaults.
@@ -146,25 +163,34 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("latchkey handler: loading latchkey app: %w", err)
 	}
 	app := appIface.(*App)
+	st, err := app.registerSite(h)
+	if err != nil {
+		return err
+	}
 	var sc SessionConfig
 	if h.Session != nil {
 		sc = *h.Session
 	}
 	sessions := session.New(app.store, app.secret, session.Config{
+		Site:     st.Name,
 		Idle:     time.Duration(sc.Idle),
 		Lifetime: time.Duration(sc.Lifetime),
 	}, app.sessions, nil)
+	app.protect(h.UserHeader, h.SessionHeader)
 	deps := gate.Deps{
+		Site:        st,
 		Sessions:    sessions,
 		Store:       app.store,
 		Audit:       app.audit,
 		Pages:       app.pages,
 		Logger:      ctx.Logger(),
+		Protected:   app.strip,
 		ErrorStatus: errorStatus,
+		Throttles:   map[string]gate.Throttle{},
 	}
 	if h.Invite != nil {
 		deps.Invites = invite.NewService(app.store, app.secret, h.Invite.rules(), nil)
-		deps.Throttle = h.Invite.Throttle.limiter()
+		deps.Throttles[gate.KindInvite] = gate.Throttle{PerIP: h.Invite.Throttle.limiter()}
 		if app.mailer != nil {
 			deps.Mailer = app.mailer
 		}
@@ -172,12 +198,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	var lc gate.LinkConfig
 	if h.Link != nil {
 		deps.Links = app.links
+		deps.Throttles[gate.KindLink] = gate.Throttle{PerIP: throttle.New(linkFailuresPerIP, time.Minute)}
 		lc = gate.LinkConfig{Param: h.Link.Param, PathPrefixes: h.Link.PathPrefixes, Confirm: h.Link.Confirm == nil || *h.Link.Confirm}
 		if app.mailer != nil {
 			deps.LoginLinks = &loginLinker{
-				ops:    ops{st: app.store, now: time.Now, app: app, secret: app.secret, ring: app.links},
+				ops:    ops{st: app.store, now: time.Now, app: app, secret: app.secret, ring: app.links, sites: []siteConf{{Site: st, Handler: *h}}},
 				mailer: app.mailer,
 				param:  h.Link.Param,
+				site:   st.Name,
 			}
 			deps.LinkRequestsPerIP, deps.LinkRequestsPerAddress = gate.NewLinkRequestLimiters()
 		}
@@ -188,7 +216,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			return err
 		}
 		deps.Tickets = app.tickets
-		deps.TicketThrottleIP, deps.TicketThrottleUUID = h.Tickets.Throttle.limiter(), h.Tickets.Throttle.limiter()
+		deps.Throttles[gate.KindTicket] = gate.Throttle{PerIP: h.Tickets.Throttle.limiter(), PerCredential: h.Tickets.Throttle.limiter()}
 	}
 	h.gate = gate.New(gate.Config{
 		UserHeader:    h.UserHeader,
@@ -199,6 +227,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		InviteLength:  h.Invite.length(),
 		Link:          lc,
 		Tickets:       tc,
+		Sessions:      h.Tickets == nil || len(h.Tickets.Accept) == 0 || h.Tickets.also("session"),
 	}, deps)
 	return nil
 }
@@ -229,9 +258,32 @@ func (h *Handler) Validate() error {
 			return errors.New("invite throttle must not be negative")
 		}
 	}
+	if h.Origin != "" {
+		if _, err := site.ParseOrigin(h.Origin); err != nil {
+			return err
+		}
+	}
+	if _, err := h.newSite(); err != nil {
+		return err
+	}
 	if h.Tickets != nil {
 		if _, err := stampOn(h.Tickets.StampOn); err != nil {
 			return err
+		}
+		for _, k := range h.Tickets.Also {
+			if k != "session" && k != "link" && k != "invite" {
+				return fmt.Errorf("tickets also %q: want session, link or invite", k)
+			}
+		}
+		// A ticket route takes nothing else unless the config says so: a
+		// link or code would otherwise let its holder past the ticket.
+		if len(h.Tickets.Accept) > 0 {
+			if h.Link != nil && !h.Tickets.also("link") {
+				return errors.New("a route that takes tickets takes nothing else: remove link from it, or add `also link` to its tickets block")
+			}
+			if h.Invite != nil && !h.Tickets.also("invite") {
+				return errors.New("a route that takes tickets takes nothing else: remove invite from it, or add `also invite` to its tickets block")
+			}
 		}
 		for _, p := range h.Tickets.Accept {
 			if !validName(p.Place) || !validName(p.Purpose) {
@@ -250,6 +302,10 @@ func (h *Handler) Validate() error {
 			if !strings.HasPrefix(p, "/") {
 				return fmt.Errorf("link prefix %q must start with '/'", p)
 			}
+			// "/" would make every link good for every path of the site.
+			if c, ok := pathsafe.Clean(p); !ok || c == "/" {
+				return fmt.Errorf("link prefix %q must name a clean path below the root, like /unsubscribe/", p)
+			}
 		}
 	}
 	if h.Session != nil {
@@ -265,13 +321,28 @@ func (h *Handler) Validate() error {
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	clientIP, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
-	env := gate.Env{ClientIP: clientIP}
+	ctx := r.Context()
+	repl, _ := ctx.Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	clientIP, _ := caddyhttp.GetVar(ctx, caddyhttp.ClientIPVarKey).(string)
+	trusted, _ := caddyhttp.GetVar(ctx, caddyhttp.TrustedProxyVarKey).(bool)
+	env := gate.Env{
+		ClientIP: clientIP,
+		// Only a proxy in trusted_proxies may say the browser used HTTPS.
+		ForwardedHTTPS: trusted && strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https"),
+	}
+	if srv, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && srv.Errors != nil && len(srv.Errors.Routes) > 0 {
+		env.ErrorRoutes = true
+	}
 	if repl != nil {
 		env.Vars = repl
 	}
-	return h.gate.ServeHTTP(w, r, env, next.ServeHTTP)
+	err := h.gate.ServeHTTP(w, r, env, next.ServeHTTP)
+	var rf *gate.Refusal
+	if errors.As(err, &rf) {
+		// For handle_errors: {http.error.status_code} and {latchkey.reason}.
+		return caddyhttp.Error(rf.Status, rf)
+	}
+	return err
 }
 
 func errorStatus(err error) int {

@@ -186,7 +186,7 @@ func (g *gateway) user(email string) *store.User {
 // session starts a session for u as the gateway would, with the clock at now.
 func (g *gateway) session(u *store.User, now time.Time) (string, *store.Session) {
 	g.t.Helper()
-	m := session.New(g.st, g.secret, session.Config{}, nil, func() time.Time { return now })
+	m := session.New(g.st, g.secret, session.Config{Site: "127.0.0.1"}, nil, func() time.Time { return now })
 	token, s, err := m.Start(context.Background(), u.ID, "test", "", "127.0.0.1", "go-test")
 	if err != nil {
 		g.t.Fatal(err)

@@ -29,10 +29,14 @@ type newLink struct {
 	Data      map[string]any `json:"data,omitempty"`
 	BindQuery bool           `json:"bind_query,omitempty"`
 	Param     string         `json:"param,omitempty"` // default "token"
+	// Site names the site the link is for; default: the site that serves
+	// the URL's host.
+	Site string `json:"site,omitempty"`
 }
 
 type linkJSON struct {
 	JTI         string      `json:"jti"`
+	Site        string      `json:"site"`
 	UserID      int64       `json:"user_id,omitempty"`
 	Target      string      `json:"target"`
 	Mode        string      `json:"mode"`
@@ -50,7 +54,7 @@ type linkJSON struct {
 
 func toLinkJSON(l *store.Link) linkJSON {
 	return linkJSON{
-		JTI: l.JTI, UserID: l.UserID, Target: l.Target, Mode: l.Mode, MaxUses: l.MaxUses, Uses: l.Uses,
+		JTI: l.JTI, Site: l.Site, UserID: l.UserID, Target: l.Target, Mode: l.Mode, MaxUses: l.MaxUses, Uses: l.Uses,
 		CreatedAt: l.CreatedAt, CreatedBy: l.CreatedBy, ExpiresAt: optTime(l.ExpiresAt),
 		FirstUsedAt: optTime(l.FirstUsedAt), LastUsedAt: optTime(l.LastUsedAt), RevokedAt: optTime(l.RevokedAt),
 	}
@@ -72,6 +76,13 @@ func (o ops) createLink(ctx context.Context, in newLink, by string) (linkJSON, e
 	target, err := url.Parse(strings.TrimSpace(in.URL))
 	if err != nil || (target.Scheme != "http" && target.Scheme != "https") || target.Host == "" {
 		return linkJSON{}, inputErr("url %q is not an absolute http(s) URL", in.URL)
+	}
+	st, err := o.siteFor(in.Site, target.Host)
+	if err != nil {
+		return linkJSON{}, err
+	}
+	if u.Site != "" && u.Site != st.Name {
+		return linkJSON{}, inputErr("user %d (%s) belongs to site %q; a link for %s would be on site %q", u.ID, u.Email, u.Site, target.Host, st.Name)
 	}
 	now := o.now()
 	ttl := 7 * 24 * time.Hour
@@ -140,7 +151,7 @@ func (o ops) createLink(ctx context.Context, in newLink, by string) (linkJSON, e
 		return linkJSON{}, fmt.Errorf("signing link: %w", err)
 	}
 	row := &store.Link{
-		JTI: c.ID, UserID: u.ID, Target: c.Target, Mode: mode, MaxUses: maxUses,
+		JTI: c.ID, Site: st.Name, UserID: u.ID, Target: c.Target, Mode: mode, MaxUses: maxUses,
 		CreatedAt: now, CreatedBy: by, ExpiresAt: now.Add(ttl),
 	}
 	if err := o.st.CreateLink(ctx, row); err != nil {

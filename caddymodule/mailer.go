@@ -88,6 +88,7 @@ type loginLinker struct {
 	ops    ops
 	mailer *inviteMailer
 	param  string
+	site   string // the site the links are for
 }
 
 // loginLinkTTL is short: the link is asked for by the person about to use it.
@@ -97,7 +98,7 @@ func (l *loginLinker) SendLoginLink(ctx context.Context, u *store.User, targetUR
 	one := 1
 	out, err := l.ops.createLink(ctx, newLink{
 		User: strconv.FormatInt(u.ID, 10), URL: targetURL, TTL: loginLinkTTL.String(),
-		MaxUses: &one, Mode: link.ModeLogin, Param: l.param,
+		MaxUses: &one, Mode: link.ModeLogin, Param: l.param, Site: l.site,
 	}, "login-page")
 	if err != nil {
 		return err

@@ -34,6 +34,8 @@ type ops struct {
 	ring   *link.KeyRing // the running app's; nil in the CLI, built from the config
 	// tickets hashes ticket passwords; nil in the CLI, built from the config.
 	tickets *ticket.Hasher
+	// sites are the config's latchkey sites.
+	sites []siteConf
 }
 
 // userJSON is how a user looks in --json output and on the admin API.
@@ -54,9 +56,9 @@ type userJSON struct {
 }
 
 func toUserJSON(u *store.User) userJSON {
-	roles := u.Roles
-	if roles == nil {
-		roles = []string{}
+	roles := []string{}
+	for _, r := range u.Roles {
+		roles = append(roles, roleString(u, r))
 	}
 	return userJSON{
 		ID: u.ID, Site: u.Site, Email: u.Email, Name: u.Name, Phone: u.Phone,
@@ -158,18 +160,19 @@ func (o ops) addUser(ctx context.Context, in newUser) (*store.User, error) {
 	if !ok {
 		return nil, inputErr("adding user: %q is not an email address", in.Email)
 	}
-	for _, r := range in.Roles {
-		if !validRole(r) {
-			return nil, inputErr("adding user %s: role %q must be lower-case letters, digits, '-' or '_'", email, r)
-		}
-	}
 	u := &store.User{
 		Site:   strings.ToLower(strings.TrimSpace(in.Site)),
 		Email:  email,
 		Name:   strings.TrimSpace(in.Name),
 		Phone:  strings.TrimSpace(in.Phone),
 		Active: true,
-		Roles:  in.Roles,
+	}
+	for _, r := range in.Roles {
+		role, err := parseRole(u.Site, r)
+		if err != nil {
+			return nil, fmt.Errorf("adding user %s: %w", email, err)
+		}
+		u.Roles = append(u.Roles, role)
 	}
 	if err := o.st.CreateUser(ctx, u); err != nil {
 		if errors.Is(err, store.ErrConflict) {
@@ -178,6 +181,31 @@ func (o ops) addUser(ctx context.Context, in newUser) (*store.User, error) {
 		return nil, err
 	}
 	return u, nil
+}
+
+// roleString is a role as the CLI shows and takes it: "staff" on the user's
+// own site, "staff@site" elsewhere.
+func roleString(u *store.User, r store.Role) string {
+	if u.Site != "" && r.Site == u.Site {
+		return r.Name
+	}
+	return r.String()
+}
+
+// parseRole reads "name" (on the user's site) or "name@site".
+func parseRole(userSite, in string) (store.Role, error) {
+	name, st, hasSite := strings.Cut(strings.TrimSpace(in), "@")
+	if !hasSite {
+		st = userSite
+	}
+	st = strings.ToLower(st)
+	switch {
+	case !validRole(name):
+		return store.Role{}, inputErr("role %q must be lower-case letters, digits, '-' or '_'", name)
+	case st == "":
+		return store.Role{}, inputErr("role %q: a user known on every site holds roles per site; write %s@<site>", in, name)
+	}
+	return store.Role{Site: st, Name: name}, nil
 }
 
 func validRole(r string) bool {
@@ -346,7 +374,7 @@ type newInvite struct {
 // createInvite makes an invite for s, and sends it when asked. A failed send
 // keeps the invite and is reported in the result, not as an error, so that
 // the code can still be handed over.
-func (o ops) createInvite(ctx context.Context, in newInvite, s site, by string) (inviteJSON, error) {
+func (o ops) createInvite(ctx context.Context, in newInvite, s siteConf, by string) (inviteJSON, error) {
 	email, ok := mail.NormalizeAddress(in.Email)
 	if !ok {
 		return inviteJSON{}, inputErr("creating invite: %q is not an email address", in.Email)
@@ -354,9 +382,17 @@ func (o ops) createInvite(ctx context.Context, in newInvite, s site, by string) 
 	if in.Send && o.mailer == nil {
 		return inviteJSON{}, inputErr("cannot send: no smtp server in the latchkey global option (use --no-send to print the code)")
 	}
+	loginURL := in.LoginURL
+	if loginURL == "" {
+		// From the site's configured origin, never from a request.
+		loginURL, _ = s.loginURL()
+	}
+	if in.Send && loginURL == "" {
+		return inviteJSON{}, inputErr("cannot send: site %q has no origin to make its login URL from (set origin in its latchkey handler, or use --no-send)", s.Site.Name)
+	}
 	svc := invite.NewService(o.st, o.secret, invite.DefaultRules(), o.now)
 	inv := &store.Invite{
-		Site: s.Host, Email: email, Name: strings.TrimSpace(in.Name),
+		Site: s.Site.Name, Email: email, Name: strings.TrimSpace(in.Name),
 		Phone: strings.TrimSpace(in.Phone), CreatedBy: by,
 	}
 	code, err := svc.Create(ctx, inv, s.Handler.Invite.length())
@@ -365,10 +401,7 @@ func (o ops) createInvite(ctx context.Context, in newInvite, s site, by string) 
 	}
 	out := toInviteJSON(inv)
 	out.Code = code
-	out.LoginURL = in.LoginURL
-	if out.LoginURL == "" {
-		out.LoginURL = s.loginURL()
-	}
+	out.LoginURL = loginURL
 	if in.Send {
 		sent := true
 		if err := o.mailer.SendInvite(ctx, inv, code, out.LoginURL, s.Handler.Invite.rulesOrDefault().UsageWindow); err != nil {
@@ -385,7 +418,7 @@ func (o ops) createInvite(ctx context.Context, in newInvite, s site, by string) 
 
 // sendInvite mails an existing invite again, with a new code (only a hash of
 // the old one is kept).
-func (o ops) sendInvite(ctx context.Context, ref string, sites []site) (inviteJSON, error) {
+func (o ops) sendInvite(ctx context.Context, ref string) (inviteJSON, error) {
 	id, err := strconv.ParseInt(strings.TrimSpace(ref), 10, 64)
 	if err != nil {
 		return inviteJSON{}, inputErr("invite id %q is not a number", ref)
@@ -400,9 +433,13 @@ func (o ops) sendInvite(ctx context.Context, ref string, sites []site) (inviteJS
 	if !inv.RevokedAt.IsZero() {
 		return inviteJSON{}, inputErr("invite %d is revoked", id)
 	}
-	s, err := pickSite(sites, inv.Site)
+	s, err := pickSite(o.sites, inv.Site)
 	if err != nil {
 		return inviteJSON{}, err
+	}
+	loginURL, err := s.loginURL()
+	if err != nil {
+		return inviteJSON{}, inputErr("cannot send invite %d: %v", id, err)
 	}
 	svc := invite.NewService(o.st, o.secret, s.Handler.Invite.rulesOrDefault(), o.now)
 	code, err := svc.NewCode(ctx, inv, s.Handler.Invite.length())
@@ -410,7 +447,7 @@ func (o ops) sendInvite(ctx context.Context, ref string, sites []site) (inviteJS
 		return inviteJSON{}, err
 	}
 	out := toInviteJSON(inv)
-	out.LoginURL = s.loginURL()
+	out.LoginURL = loginURL
 	sent := true
 	if err := o.mailer.SendInvite(ctx, inv, code, out.LoginURL, svc.Rules().UsageWindow); err != nil {
 		sent = false

@@ -130,7 +130,7 @@ func startThroughputRig(b *testing.B) *throughputRig {
 		b.Fatal(err)
 	}
 	plainPort, gatePort, linkPort, ticketPort := throughputFreePort(b), throughputFreePort(b), throughputFreePort(b), throughputFreePort(b)
-	token, _, err := session.New(st, []byte(testSecret), session.Config{}, nil, nil).Start(ctx, u.ID, "bench", "", "127.0.0.1", "go-bench")
+	token, _, err := session.New(st, []byte(testSecret), session.Config{Site: "127.0.0.1"}, nil, nil).Start(ctx, u.ID, "bench", "", "127.0.0.1", "go-bench")
 	var linkURL string
 	if err == nil {
 		linkURL, err = benchLink(ctx, st, []byte(testSecret), u.ID, fmt.Sprintf("http://127.0.0.1:%d/latchkey/link?x=1", linkPort))

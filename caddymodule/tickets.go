@@ -30,6 +30,21 @@ type TicketsConfig struct {
 	Lease caddy.Duration `json:"lease,omitempty"`
 	// Failed attempts per client IP, and per ticket. Default 10 a minute.
 	Throttle *ThrottleConfig `json:"throttle,omitempty"`
+	// Other credentials the route also takes: "session", "link", "invite".
+	// A ticket route takes nothing else unless listed here.
+	Also []string `json:"also,omitempty"`
+}
+
+func (c *TicketsConfig) also(kind string) bool {
+	if c == nil {
+		return false
+	}
+	for _, k := range c.Also {
+		if k == kind {
+			return true
+		}
+	}
+	return false
 }
 
 // TicketPair is a place and a purpose.

@@ -243,7 +243,7 @@ func run(duration, warmup time.Duration, concurrency int) (*Result, error) {
 		st.Close()
 		return nil, err
 	}
-	token, sess, err := session.New(st, []byte(secret), session.Config{}, nil, nil).Start(ctx, u.ID, "load", "", "127.0.0.1", "latchkey-load")
+	token, sess, err := session.New(st, []byte(secret), session.Config{Site: "127.0.0.1"}, nil, nil).Start(ctx, u.ID, "load", "", "127.0.0.1", "latchkey-load")
 	if cerr := st.Close(); err == nil {
 		err = cerr
 	}

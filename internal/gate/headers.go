@@ -1,9 +1,22 @@
 package gate
 
 import (
+	"io"
 	"net/http"
+	"net/textproto"
 	"strings"
 )
+
+// ProtectedPrefixes are header name prefixes only the gateway sets: link
+// data, ticket headers and anything latchkey adds later.
+var ProtectedPrefixes = []string{"X-Latchkey-", "X-Ticket-"}
+
+// IdentityHeaders are the names a route vouches for: its own and the
+// defaults, which an upstream may read whatever the route is configured to
+// send.
+func IdentityHeaders(names ...string) []string {
+	return append([]string{DefaultUserHeader, DefaultSessionHeader}, names...)
+}
 
 // HeaderStripper removes every client-sent copy of the headers the gateway
 // vouches for. Upstreams (and proxies between) may treat X_User_Id or
@@ -18,8 +31,12 @@ type HeaderStripper struct {
 // name starts with one of prefixes.
 func NewHeaderStripper(names, prefixes []string) *HeaderStripper {
 	s := &HeaderStripper{}
+	seen := map[string]bool{}
 	for _, n := range names {
-		s.names = append(s.names, normalise(n))
+		if n = normalise(n); !seen[n] {
+			seen[n] = true
+			s.names = append(s.names, n)
+		}
 	}
 	for _, p := range prefixes {
 		s.prefixes = append(s.prefixes, normalise(p))
@@ -37,6 +54,67 @@ func (s *HeaderStripper) Strip(h http.Header) int {
 		}
 	}
 	return n
+}
+
+// StripRequest removes what a client may not say about identity from every
+// place an upstream could read it: headers, trailers, and the Connection
+// header, whose tokens a proxy (Caddy's reverse_proxy included) obeys by
+// deleting the named headers — after the gateway has set them.
+func (s *HeaderStripper) StripRequest(r *http.Request) {
+	s.Strip(r.Header)
+	if len(r.Trailer) > 0 {
+		s.Strip(r.Trailer)
+		for _, v := range r.Header.Values("Trailer") {
+			if s.listMatches(v) {
+				r.Header.Del("Trailer")
+				break
+			}
+		}
+	}
+	if len(r.TransferEncoding) > 0 && r.Body != nil && r.Body != http.NoBody {
+		// Trailers arrive with the end of a chunked body, after this runs:
+		// strip them again as the body ends, before anyone reads them.
+		r.Body = &trailerGuard{ReadCloser: r.Body, r: r, s: s}
+	}
+	if conn := r.Header["Connection"]; len(conn) > 0 {
+		kept := conn[:0:0]
+		for _, v := range conn {
+			for _, tok := range strings.Split(v, ",") {
+				tok = textproto.TrimString(tok)
+				if tok != "" && !s.match(tok) {
+					kept = append(kept, tok)
+				}
+			}
+		}
+		if len(kept) == 0 {
+			delete(r.Header, "Connection")
+		} else {
+			r.Header["Connection"] = []string{strings.Join(kept, ", ")}
+		}
+	}
+}
+
+type trailerGuard struct {
+	io.ReadCloser
+	r *http.Request
+	s *HeaderStripper
+}
+
+func (t *trailerGuard) Read(p []byte) (int, error) {
+	n, err := t.ReadCloser.Read(p)
+	if err != nil && t.r.Trailer != nil {
+		t.s.Strip(t.r.Trailer)
+	}
+	return n, err
+}
+
+func (s *HeaderStripper) listMatches(v string) bool {
+	for _, tok := range strings.Split(v, ",") {
+		if s.match(textproto.TrimString(tok)) {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *HeaderStripper) match(key string) bool {
@@ -72,4 +150,39 @@ func equalFoldHeader(key, norm string) bool {
 
 func normalise(name string) string {
 	return strings.ReplaceAll(strings.ToLower(name), "_", "-")
+}
+
+// removeCookie drops every cookie called name from the Cookie headers,
+// keeping the others as the client sent them. Names are compared without
+// case: some upstream frameworks read cookies that way.
+func removeCookie(h http.Header, name string) {
+	lines := h["Cookie"]
+	if len(lines) == 0 {
+		return
+	}
+	var out []string
+	changed := false
+	for _, line := range lines {
+		parts := strings.Split(line, ";")
+		kept := parts[:0]
+		for _, p := range parts {
+			n, _, _ := strings.Cut(p, "=")
+			if strings.EqualFold(textproto.TrimString(n), name) {
+				changed = true
+				continue
+			}
+			kept = append(kept, p)
+		}
+		if len(kept) > 0 {
+			out = append(out, strings.TrimLeft(strings.Join(kept, ";"), " "))
+		}
+	}
+	if !changed {
+		return
+	}
+	if len(out) == 0 {
+		delete(h, "Cookie")
+		return
+	}
+	h["Cookie"] = out
 }

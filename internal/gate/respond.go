@@ -6,7 +6,11 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
+	"github.com/latchkeyhq/latchkey/internal/pathsafe"
+	"github.com/latchkeyhq/latchkey/internal/store"
+	"github.com/latchkeyhq/latchkey/internal/throttle"
 	"github.com/latchkeyhq/latchkey/internal/web"
 )
 
@@ -27,6 +31,14 @@ func wantsPage(r *http.Request) bool {
 	return strings.Contains(r.Header.Get("Accept"), "text/html")
 }
 
+// setCredentialHeaders goes on every response that carries or consumes a
+// credential, refusals included.
+func setCredentialHeaders(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	h.Set("Referrer-Policy", "no-referrer")
+}
+
 type refusalBody struct {
 	Error  string `json:"error"`
 	Reason string `json:"reason,omitempty"`
@@ -41,55 +53,119 @@ type refusalPage struct {
 }
 
 var statusMessages = map[int]string{
-	http.StatusUnauthorized:    "You need to sign in to see this page.",
-	http.StatusForbidden:       "This credential does not allow this request.",
-	http.StatusGone:            "This credential can no longer be used.",
-	http.StatusTooManyRequests: "Too many attempts. Please wait a moment and try again.",
-	http.StatusConflict:        "This credential is being used by another request right now.",
+	http.StatusUnauthorized:       "You need to sign in to see this page.",
+	http.StatusForbidden:          "This credential does not allow this request.",
+	http.StatusGone:               "This credential can no longer be used.",
+	http.StatusTooManyRequests:    "Too many attempts. Please wait a moment and try again.",
+	http.StatusConflict:           "This credential is being used by another request right now.",
+	http.StatusServiceUnavailable: "The sign-in service is unavailable right now. Please try again in a moment.",
+	http.StatusBadRequest:         "The request could not be read.",
 }
 
-// refuse writes a refusal as JSON or as a page. Refusals are never cached:
-// a later request with a credential must not be answered from a cache.
-func refuse(w http.ResponseWriter, r *http.Request, pages *web.Pages, status int, reason, loginURL string) error {
+// refuse is the one place a refusal becomes a status, a page or JSON (or an
+// error for Caddy's handle_errors), and an audit record. Refusals are never
+// cached: a later request with a credential must not be answered from a
+// cache.
+func (g *Gate) refuse(rq *Request, rf *Refusal) error {
+	w, r := rq.W, rq.R
 	h := w.Header()
 	h.Set("Cache-Control", "no-store")
+	if rf.RetryAfter > 0 {
+		h.Set("Retry-After", retryAfter(rf.RetryAfter))
+	}
+	if rf.ClearCookie {
+		g.clearCookie(w, rq)
+	}
+	rq.Ev.Outcome, rq.Ev.Reason, rq.Ev.Status = store.OutcomeRefused, rf.Reason, rf.Status
+	if rq.Env.Vars != nil {
+		rq.Env.Vars.Set(VarReason, rf.Reason)
+	}
+	redirect := rf.Status == http.StatusUnauthorized && g.cfg.LoginURL != "" && wantsPage(r) && safeMethod(r.Method) && r.Method != http.MethodOptions
+	if redirect {
+		rq.Ev.Status = http.StatusFound
+	}
+	g.record(rq)
+	switch {
+	case redirect:
+		http.Redirect(w, r, loginRedirect(g.cfg.LoginURL, r), http.StatusFound)
+		return nil
+	case rq.Env.ErrorRoutes:
+		return rf
+	case rq.page != nil && !wantsJSON(r):
+		return rq.page(w, rf)
+	}
+	return g.writeRefusal(w, r, rf.Status, rf.Reason)
+}
+
+// writeRefusal writes a refusal as JSON or as a page.
+func (g *Gate) writeRefusal(w http.ResponseWriter, r *http.Request, status int, reason string) error {
+	h := w.Header()
 	if wantsJSON(r) {
-		body, _ := json.Marshal(refusalBody{Error: strings.ToLower(strings.ReplaceAll(http.StatusText(status), " ", "_")), Reason: reason, Login: loginURL})
+		body, _ := json.Marshal(refusalBody{Error: strings.ToLower(strings.ReplaceAll(http.StatusText(status), " ", "_")), Reason: reason, Login: g.cfg.LoginURL})
 		h.Set("Content-Type", "application/json")
 		h.Set("Content-Length", strconv.Itoa(len(body)))
 		w.WriteHeader(status)
 		_, err := w.Write(body)
 		return err
 	}
-	return pages.Render(w, status, web.PageRefused, refusalPage{
+	return g.d.Pages.Render(w, status, web.PageRefused, refusalPage{
 		Title:    http.StatusText(status),
 		Message:  statusMessages[status],
 		Status:   status,
-		LoginURL: loginURL,
+		LoginURL: g.cfg.LoginURL,
 	})
 }
 
-// SafeNext returns next if it is a same-site relative path, else "". It is
-// what keeps a login or logout redirect from becoming an open redirect.
-func SafeNext(next string) string {
-	if next == "" || next[0] != '/' || len(next) > 2048 {
-		return ""
+// held is the throttle reservations of one attempt.
+type held []throttle.Reservation
+
+func (h held) release() {
+	for _, r := range h {
+		r.Release()
 	}
-	// "//host" and "/\host" are read as another host by browsers.
-	if len(next) > 1 && (next[1] == '/' || next[1] == '\\') {
-		return ""
-	}
-	for i := 0; i < len(next); i++ {
-		if next[i] < 0x20 || next[i] == 0x7f || next[i] == '\\' {
-			return ""
-		}
-	}
-	u, err := url.Parse(next)
-	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil {
-		return ""
-	}
-	return next
 }
+
+// reserve counts an attempt at a credential of kind against its throttles,
+// per client IP and per credential key, before anything checks it. The
+// attempt is given back when the credential turns out right.
+func (g *Gate) reserve(rq *Request, kind, key string) (held, *Refusal) {
+	t, ok := g.d.Throttles[kind]
+	if !ok {
+		return nil, nil
+	}
+	return reserveAll(g.d.Now(), []limit{{t.PerIP, rq.Env.ClientIP}, {t.PerCredential, key}})
+}
+
+type limit struct {
+	l   *throttle.Limiter
+	key string
+}
+
+// reserveAll reserves one attempt on each limiter, or none.
+func reserveAll(now time.Time, limits []limit) (held, *Refusal) {
+	var h held
+	for _, l := range limits {
+		if l.l == nil || l.key == "" {
+			continue
+		}
+		res, ok, wait := l.l.Reserve(l.key, now)
+		if !ok {
+			h.release()
+			return nil, &Refusal{Status: http.StatusTooManyRequests, Reason: "throttled", RetryAfter: wait, Free: true}
+		}
+		h = append(h, res)
+	}
+	return h, nil
+}
+
+// retryAfter is a Retry-After value that never says 0 while still limited.
+func retryAfter(wait time.Duration) string {
+	return strconv.Itoa(int(wait.Seconds()) + 1)
+}
+
+// SafeNext returns next if it is a same-site relative path, else "": the
+// one check every redirect after sign-in or sign-out goes through.
+func SafeNext(next string) string { return pathsafe.SafeNext(next) }
 
 // loginRedirect is loginURL with next set to the request's path and query.
 func loginRedirect(loginURL string, r *http.Request) string {

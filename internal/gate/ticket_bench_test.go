@@ -12,7 +12,6 @@ import (
 	"github.com/latchkeyhq/latchkey/internal/gate"
 	"github.com/latchkeyhq/latchkey/internal/store"
 	"github.com/latchkeyhq/latchkey/internal/store/sqlite"
-	"github.com/latchkeyhq/latchkey/internal/throttle"
 	"github.com/latchkeyhq/latchkey/internal/ticket"
 	"github.com/latchkeyhq/latchkey/internal/web"
 )
@@ -43,7 +42,6 @@ func BenchmarkTicketClaimAndStamp(b *testing.B) {
 	}
 	g := gate.New(gate.Config{Tickets: gate.TicketConfig{Pairs: []gate.TicketPair{{Place: "bench", Purpose: "run"}}}}, gate.Deps{
 		Store: st, Audit: &nopRecorder{}, Pages: pages, Tickets: h,
-		TicketThrottleIP: throttle.New(0, time.Minute), TicketThrottleUUID: throttle.New(0, time.Minute),
 	})
 
 	// b.N tickets, made through the store as `tickets create` makes them.

@@ -13,7 +13,6 @@ import (
 	"github.com/latchkeyhq/latchkey/internal/session"
 	"github.com/latchkeyhq/latchkey/internal/store"
 	"github.com/latchkeyhq/latchkey/internal/store/sqlite"
-	"github.com/latchkeyhq/latchkey/internal/throttle"
 	"github.com/latchkeyhq/latchkey/internal/ticket"
 	"github.com/latchkeyhq/latchkey/internal/web"
 )
@@ -42,7 +41,7 @@ func newTicketRig(t *testing.T) *ticketRig {
 	clock := func() time.Time { return rig.now }
 	rig.g = gate.New(gate.Config{Tickets: gate.TicketConfig{Pairs: []gate.TicketPair{{Place: "louvre", Purpose: "visit"}}, Lease: time.Minute}}, gate.Deps{
 		Sessions: session.New(st, secret, session.Config{}, nil, clock), Store: st, Audit: &nopRecorder{}, Pages: pages,
-		Tickets: h, TicketThrottleIP: throttle.New(0, time.Minute), TicketThrottleUUID: throttle.New(0, time.Minute), Now: clock,
+		Tickets: h, Now: clock,
 	})
 	return rig
 }

@@ -1,0 +1,320 @@
+package gate
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"net/url"
+	"time"
+	"unicode/utf16"
+	"unicode/utf8"
+
+	"go.uber.org/zap"
+
+	"github.com/latchkeyhq/latchkey/internal/link"
+	"github.com/latchkeyhq/latchkey/internal/store"
+	"github.com/latchkeyhq/latchkey/internal/web"
+)
+
+// Link reasons beyond those of package link.
+const (
+	ReasonUsedUp       = "used_up"
+	ReasonRevoked      = "revoked"
+	ReasonUnknownUser  = "unknown_user"
+	ReasonInactiveUser = "inactive_user"
+	ReasonWrongSite    = "wrong_site"
+	// LinkDataHeader carries a link's data to the upstream, as JSON.
+	LinkDataHeader = "X-Latchkey-Link-Data"
+	// confirmField marks the POST from the confirmation page.
+	confirmField = "latchkey_confirm"
+)
+
+// LinkConfig is how a route takes signed links.
+type LinkConfig struct {
+	Param        string   // query parameter, default "token"
+	PathPrefixes []string // a link for a path under one of these works on the whole prefix
+	// Confirm makes a login-mode link, and a request-mode link with limited
+	// uses, show a confirmation page on GET and HEAD and be used only by the
+	// POST from that page (or an RFC 8058 one-click POST), so that mail
+	// scanners that prefetch links cannot use them up.
+	Confirm bool
+}
+
+var linkStatus = map[string]int{
+	link.ReasonBadSignature: http.StatusUnauthorized,
+	link.ReasonExpired:      http.StatusGone,
+	link.ReasonNotYetValid:  http.StatusForbidden,
+	link.ReasonWrongTarget:  http.StatusForbidden,
+	ReasonUsedUp:            http.StatusGone,
+	ReasonRevoked:           http.StatusGone,
+	ReasonUnknownUser:       http.StatusForbidden,
+	ReasonInactiveUser:      http.StatusForbidden,
+	ReasonWrongSite:         http.StatusForbidden,
+}
+
+// linkRefusal: a genuine link that can no longer be used does not count
+// against the throttle; a forged or misdirected one does.
+func linkRefusal(reason string) Outcome {
+	free := reason == link.ReasonExpired || reason == ReasonUsedUp || reason == ReasonRevoked || reason == link.ReasonNotYetValid
+	return Outcome{Refused: &Refusal{Status: linkStatus[reason], Reason: reason, Free: free}}
+}
+
+type confirmPage struct {
+	Title, Message, Action, Button string
+}
+
+type foundLink struct{ token, rest string }
+
+// linkCredential is a signed link (?token=<JWT>).
+type linkCredential struct{ g *Gate }
+
+func (c *linkCredential) Kind() string                   { return KindLink }
+func (c *linkCredential) ThrottleKey(rq *Request) string { return "" }
+
+func (c *linkCredential) Present(rq *Request) bool {
+	token, rest, found := link.TokenFromQuery(rq.R.URL.RawQuery, c.g.cfg.Link.Param)
+	if found {
+		rq.Found = &foundLink{token: token, rest: rest}
+	}
+	return found
+}
+
+func (c *linkCredential) Use(rq *Request) Outcome {
+	g, r, ev := c.g, rq.R, &rq.Ev
+	fl := rq.Found.(*foundLink)
+	claims, reason, err := g.d.Links.Verify(fl.token, g.d.Now())
+	if err != nil && reason == "" {
+		reason = link.ReasonBadSignature
+	}
+	if reason != "" {
+		return linkRefusal(reason)
+	}
+	ev.CredentialID = claims.ID
+	uid, err := claims.UserID()
+	if err != nil {
+		return linkRefusal(ReasonUnknownUser)
+	}
+	ev.UserID = uid
+
+	// A POST may be the RFC 8058 one-click unsubscribe or the confirmation
+	// page's button: read the (small) form, and give the body back to the
+	// upstream untouched.
+	var oneClick, confirmed bool
+	if r.Method == http.MethodPost {
+		form, ok := readSmallForm(r)
+		if !ok {
+			return refused(http.StatusRequestEntityTooLarge, "bad_request")
+		}
+		oneClick = form.Get("List-Unsubscribe") == "One-Click"
+		confirmed = form.Get(confirmField) == "1"
+	}
+	if !link.Bind(claims, r.Host, r.URL.EscapedPath(), fl.rest, r.Method, oneClick || confirmed, g.cfg.Link.PathPrefixes) {
+		return linkRefusal(link.ReasonWrongTarget)
+	}
+	u, err := g.d.Store.User(r.Context(), uid)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return linkRefusal(ReasonUnknownUser)
+	case err != nil:
+		g.d.Logger.Error("looking up link user", zap.Int64("user", uid), zap.Error(err))
+		return storeError()
+	case u.Site != "" && u.Site != g.site.Name:
+		return linkRefusal(ReasonWrongSite)
+	case !u.Active:
+		return linkRefusal(ReasonInactiveUser)
+	case claims.IssuedAt != nil && !u.LinksRevokedBefore.IsZero() && claims.IssuedAt.Before(u.LinksRevokedBefore):
+		return linkRefusal(ReasonRevoked)
+	}
+
+	// spent says why a link that verified can no longer be used, and takes
+	// a used magic link opened again by the user it signed in (from the
+	// mail, or the back button) where it led, not to an error.
+	spent := func(reason string) Outcome {
+		if reason == ReasonUsedUp && claims.Mode == link.ModeLogin {
+			if su := g.currentSession(r); su != nil && su.UserID == uid {
+				ev.Reason = "reopened"
+				return Outcome{UserID: uid, SessionID: su.ID, Respond: func(w http.ResponseWriter) error {
+					http.Redirect(w, r, cleanURL(r.URL.EscapedPath(), fl.rest), http.StatusSeeOther)
+					return nil
+				}}
+			}
+		}
+		return linkRefusal(reason)
+	}
+
+	limited := claims.Mode == link.ModeLogin || claims.MaxUses > 0
+	if g.cfg.Link.Confirm && limited && !confirmed && !oneClick {
+		// A link already spent says so at once rather than offering a button
+		// that cannot work.
+		if l, err := g.d.Store.Link(r.Context(), claims.ID); err == nil {
+			switch {
+			case !l.RevokedAt.IsZero():
+				return spent(ReasonRevoked)
+			case l.Site != "" && l.Site != g.site.Name:
+				return spent(ReasonWrongSite)
+			case l.MaxUses > 0 && l.Uses >= l.MaxUses:
+				return spent(ReasonUsedUp)
+			}
+		}
+		// A GET, HEAD or prefetch only shows the button; nothing is used.
+		page := confirmPage{Title: "Continue", Message: "Continue to " + cleanURL(r.URL.EscapedPath(), fl.rest) + ".", Action: r.URL.RequestURI(), Button: "Continue"}
+		if claims.Mode == link.ModeLogin {
+			page = confirmPage{Title: "Sign in", Message: "Continue to sign in as " + u.Email + ".", Action: r.URL.RequestURI(), Button: "Sign in"}
+		}
+		ev.Reason = "confirmation_shown"
+		return Outcome{UserID: uid, Respond: func(w http.ResponseWriter) error {
+			return g.d.Pages.Render(w, http.StatusOK, web.PageConfirm, page)
+		}}
+	}
+
+	use := &store.LinkUse{
+		JTI: claims.ID, Site: g.site.Name, UserID: uid, Target: claims.Target, Mode: claims.Mode, MaxUses: claims.MaxUses,
+		At: g.d.Now(), Audit: ev,
+	}
+	if claims.ExpiresAt != nil {
+		use.ExpiresAt = claims.ExpiresAt.Time
+	}
+	var cookieToken string
+	if claims.Mode == link.ModeLogin {
+		tok, sess, err := g.d.Sessions.Prepare(KindLink, claims.ID, rq.Env.ClientIP, r.UserAgent())
+		if err != nil {
+			g.d.Logger.Error("preparing session", zap.Error(err))
+			return storeError()
+		}
+		sess.UserID = uid
+		use.Session, cookieToken = sess, tok
+		ev.SessionID = sess.ID
+		ev.Status = http.StatusSeeOther
+	}
+	ev.Outcome, ev.Reason = store.OutcomeAccepted, claims.Mode
+	g.d.Audit.Describe(ev)
+	if _, err := g.d.Store.UseLink(r.Context(), use); err != nil {
+		ev.SessionID, ev.Status, ev.ID = "", 0, 0
+		if !errors.Is(err, store.ErrConflict) {
+			g.d.Logger.Error("using link", zap.String("jti", claims.ID), zap.Error(err))
+			return storeError()
+		}
+		reason := ReasonUsedUp
+		if l, err := g.d.Store.Link(r.Context(), claims.ID); err == nil {
+			switch {
+			case !l.RevokedAt.IsZero():
+				reason = ReasonRevoked
+			case l.Site != g.site.Name:
+				reason = ReasonWrongSite
+			}
+		}
+		return spent(reason)
+	}
+
+	if claims.Mode == link.ModeLogin {
+		return Outcome{UserID: uid, SessionID: use.Session.ID, Recorded: true, Respond: func(w http.ResponseWriter) error {
+			g.setCookie(w, rq, cookieToken, use.Session)
+			http.Redirect(w, r, cleanURL(r.URL.EscapedPath(), fl.rest), http.StatusSeeOther)
+			return nil
+		}}
+	}
+
+	// Request mode: this request only, without the token, as the user.
+	r.URL.RawQuery = fl.rest
+	if confirmed {
+		// The button stood for the link's own GET.
+		r.Method, r.Body, r.ContentLength = http.MethodGet, http.NoBody, 0
+		r.Header.Del("Content-Type")
+		r.Header.Del("Content-Length")
+	}
+	r.RequestURI = r.URL.RequestURI()
+	r.Form, r.PostForm, r.MultipartForm = nil, nil, nil
+	out := Outcome{UserID: uid, Recorded: true, Vars: map[string]string{VarLinkJTI: claims.ID}}
+	if len(claims.Data) > 0 {
+		if js, err := asciiJSON(claims.Data); err == nil {
+			out.Header = http.Header{LinkDataHeader: {js}}
+		}
+		for k, v := range claims.Data {
+			out.Vars[VarLinkData+k] = fmt.Sprint(v)
+		}
+	}
+	auditID := ev.ID
+	out.Finish = func(status int, latency time.Duration) {
+		if auditID == 0 {
+			return
+		}
+		if err := g.d.Store.SetAuditStatus(context.WithoutCancel(r.Context()), auditID, status, latency); err != nil {
+			g.d.Logger.Warn("recording link response status", zap.String("jti", claims.ID), zap.Error(err))
+		}
+	}
+	return out
+}
+
+// readSmallForm reads a POST body of at most maxFormBytes as a form,
+// urlencoded or multipart (RFC 8058 prefers multipart/form-data), and puts
+// the body back for the upstream. ok is false only for a body too large.
+func readSmallForm(r *http.Request) (url.Values, bool) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxFormBytes+1))
+	if err != nil || len(body) > maxFormBytes {
+		return nil, false
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	mt, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	switch mt {
+	case "multipart/form-data":
+		if params["boundary"] == "" {
+			return url.Values{}, true
+		}
+		mf, err := multipart.NewReader(bytes.NewReader(body), params["boundary"]).ReadForm(maxFormBytes)
+		if err != nil {
+			return url.Values{}, true
+		}
+		defer mf.RemoveAll()
+		return url.Values(mf.Value), true
+	default:
+		form, err := url.ParseQuery(string(body))
+		if err != nil {
+			return url.Values{}, true
+		}
+		return form, true
+	}
+}
+
+// cleanURL is the request's path and query without the token.
+func cleanURL(path, rest string) string {
+	if rest == "" {
+		return path
+	}
+	return path + "?" + rest
+}
+
+// asciiJSON encodes v as JSON with every non-ASCII character escaped, so that
+// it survives any header handling on the way upstream.
+func asciiJSON(v any) (string, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "", err
+	}
+	return escapeNonASCII(b), nil
+}
+
+// escapeNonASCII rewrites every non-ASCII character of JSON text as a \u
+// escape, which any JSON parser reads back as the same text.
+func escapeNonASCII(b []byte) string {
+	var out bytes.Buffer
+	for len(b) > 0 {
+		r, size := utf8.DecodeRune(b)
+		switch {
+		case r < utf8.RuneSelf:
+			out.WriteByte(b[0])
+		case r > 0xFFFF:
+			r1, r2 := utf16.EncodeRune(r)
+			fmt.Fprintf(&out, `\u%04x\u%04x`, r1, r2)
+		default:
+			fmt.Fprintf(&out, `\u%04x`, r)
+		}
+		b = b[size:]
+	}
+	return out.String()
+}

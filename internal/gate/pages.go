@@ -1,0 +1,349 @@
+package gate
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/latchkeyhq/latchkey/internal/mail"
+	"github.com/latchkeyhq/latchkey/internal/store"
+	"github.com/latchkeyhq/latchkey/internal/throttle"
+	"github.com/latchkeyhq/latchkey/internal/web"
+)
+
+// LoginLinker mints a login-mode link for a user and mails it.
+type LoginLinker interface {
+	SendLoginLink(ctx context.Context, u *store.User, targetURL string) error
+}
+
+// Limits on asking for sign-in links: each request may send a mail, so every
+// request counts, not only failures.
+var (
+	LinkRequestsPerIP      = 20
+	LinkRequestsPerAddress = 5
+	LinkRequestWindow      = 15 * time.Minute
+)
+
+// NewLinkRequestLimiters returns the per-IP and per-address limiters.
+func NewLinkRequestLimiters() (perIP, perAddress *throttle.Limiter) {
+	return throttle.New(LinkRequestsPerIP, LinkRequestWindow), throttle.New(LinkRequestsPerAddress, LinkRequestWindow)
+}
+
+// msgLinkSent is the one answer, whether or not the address has an account,
+// so that the form does not tell who is a user.
+const msgLinkSent = "If an account uses that address, we have sent it a sign-in link. It works once, for 15 minutes."
+
+type loginPage struct {
+	Title   string
+	Action  string
+	Next    string
+	Message string
+	Sent    bool // the message is good news
+	Codes   bool // show the invite code form
+	Links   bool // show the email form for a sign-in link
+}
+
+func (g *Gate) loginPage(r *http.Request) loginPage {
+	return loginPage{Title: "Sign in", Action: g.login, Next: SafeNext(r.URL.Query().Get("next")),
+		Codes: g.d.Invites != nil, Links: g.d.LoginLinks != nil}
+}
+
+// parseForm reads a form posted to one of the gateway's pages, bounded.
+func (g *Gate) parseForm(rq *Request) (url.Values, bool) {
+	r := rq.R
+	if r.PostForm == nil {
+		r.Body = http.MaxBytesReader(rq.W, r.Body, maxFormBytes)
+		if err := r.ParseForm(); err != nil {
+			return nil, false
+		}
+	}
+	return r.PostForm, true
+}
+
+// servePage serves the gateway's own pages under the reserved prefix. Every
+// state-changing request to them passes the cross-origin check first.
+func (g *Gate) servePage(rq *Request) error {
+	w, r := rq.W, rq.R
+	setCredentialHeaders(w)
+	rq.Ev.Kind = "page"
+	if !safeMethod(r.Method) {
+		if err := g.csrf.Check(r); err != nil {
+			return g.refuse(rq, &Refusal{Status: http.StatusForbidden, Reason: "cross_origin"})
+		}
+	}
+	switch r.URL.Path {
+	case g.logout:
+		return g.serveLogout(rq)
+	case g.login:
+		if g.d.Invites != nil || g.d.LoginLinks != nil {
+			return g.serveLogin(rq)
+		}
+	case g.invite:
+		if g.d.Invites != nil {
+			return g.serveInvitePage(rq)
+		}
+	case g.jwks:
+		if g.d.Links != nil {
+			// Public keys only, so that others can verify links offline.
+			w.Header().Set("Content-Type", "application/jwk-set+json")
+			w.Header().Set("Cache-Control", "public, max-age=300")
+			_, err := w.Write(g.d.Links.JWKS())
+			return err
+		}
+	}
+	http.NotFound(w, r)
+	return nil
+}
+
+func methodNotAllowed(w http.ResponseWriter) error {
+	w.Header().Set("Allow", "GET, HEAD, POST")
+	http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+	return nil
+}
+
+// serveLogin shows the login form; a POST with a code never gets here (the
+// invite credential takes it), so a POST here asks for a sign-in link.
+func (g *Gate) serveLogin(rq *Request) error {
+	w, r := rq.W, rq.R
+	page := g.loginPage(r)
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		return g.d.Pages.Render(w, http.StatusOK, web.PageLogin, page)
+	case http.MethodPost:
+	default:
+		return methodNotAllowed(w)
+	}
+	form, ok := g.parseForm(rq)
+	if !ok {
+		return g.refuse(rq, &Refusal{Status: http.StatusBadRequest, Reason: "bad_request"})
+	}
+	page.Next = SafeNext(form.Get("next"))
+	if g.d.LoginLinks == nil || !form.Has("email") {
+		rq.Ev.Kind = KindInvite
+		rq.page = func(w http.ResponseWriter, rf *Refusal) error {
+			page.Message = msgBadCode
+			return g.d.Pages.Render(w, rf.Status, web.PageLogin, page)
+		}
+		return g.refuse(rq, &Refusal{Status: http.StatusUnauthorized, Reason: "missing"})
+	}
+	return g.serveLinkRequest(rq, page)
+}
+
+// serveLinkRequest mails a sign-in link to an active user with the address.
+// The answer is the same, at the same cost, whether or not there is one:
+// the mail is queued, not sent while the request waits.
+func (g *Gate) serveLinkRequest(rq *Request, page loginPage) error {
+	w, r, ev := rq.W, rq.R, &rq.Ev
+	ev.Kind = KindLink
+	email, _ := mail.NormalizeAddress(r.PostForm.Get("email"))
+	// Every request counts, so reservations are never given back.
+	if _, rf := reserveAll(g.d.Now(), []limit{{g.d.LinkRequestsPerIP, rq.Env.ClientIP}, {g.d.LinkRequestsPerAddress, email}}); rf != nil {
+		rq.page = func(w http.ResponseWriter, rf *Refusal) error {
+			page.Message = msgThrottled
+			return g.d.Pages.Render(w, rf.Status, web.PageLogin, page)
+		}
+		return g.refuse(rq, rf)
+	}
+	ev.Reason = "no_account"
+	if email != "" {
+		u, err := g.accountOf(r.Context(), email)
+		switch {
+		case err == nil && u.Active:
+			ev.UserID = u.ID
+			target := page.Next
+			if target == "" {
+				target = "/"
+			}
+			if err := g.sendLoginLink(r.Context(), u, target); err != nil {
+				g.d.Logger.Warn("sending a sign-in link", zap.Int64("user", u.ID), zap.Error(err))
+				ev.Reason = "send_failed"
+			} else {
+				ev.Outcome, ev.Reason = store.OutcomeAccepted, "login_link_sent"
+			}
+		case err == nil:
+			ev.UserID, ev.Reason = u.ID, ReasonInactiveUser
+		case !errors.Is(err, store.ErrNotFound):
+			g.d.Logger.Error("looking up user for a sign-in link", zap.Error(err))
+			ev.Reason = "store_error"
+		}
+	}
+	ev.Status = http.StatusOK
+	g.record(rq)
+	page.Message, page.Sent = msgLinkSent, true
+	return g.d.Pages.Render(w, http.StatusOK, web.PageLogin, page)
+}
+
+// accountOf is the account an address has on this site: the site's own
+// user, else a user known on every site.
+func (g *Gate) accountOf(ctx context.Context, email string) (*store.User, error) {
+	u, err := g.d.Store.UserByEmail(ctx, g.site.Name, email)
+	if errors.Is(err, store.ErrNotFound) {
+		u, err = g.d.Store.UserByEmail(ctx, "", email)
+	}
+	return u, err
+}
+
+// sendLoginLink mails u a sign-in link to path on the site's origin — never
+// to the host the request named.
+func (g *Gate) sendLoginLink(ctx context.Context, u *store.User, path string) error {
+	target, err := g.site.URL(path)
+	if err != nil {
+		return err
+	}
+	return g.d.LoginLinks.SendLoginLink(ctx, u, target)
+}
+
+type logoutPage struct {
+	Title    string
+	Action   string
+	SignedIn bool
+}
+
+// serveLogout ends the session on POST. GET shows a button rather than
+// logging out, so that a link or a prefetch cannot end a session.
+func (g *Gate) serveLogout(rq *Request) error {
+	w, r, ev := rq.W, rq.R, &rq.Ev
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		return g.d.Pages.Render(w, http.StatusOK, web.PageLogout, logoutPage{Title: "Sign out", Action: g.logout, SignedIn: g.currentSession(r) != nil})
+	case http.MethodPost:
+	default:
+		return methodNotAllowed(w)
+	}
+	ev.Kind, ev.Reason = KindSession, "logout"
+	if su := g.currentSession(r); su != nil {
+		ev.UserID, ev.SessionID, ev.CredentialID = su.UserID, su.ID, su.ID
+		if err := g.d.Sessions.End(r.Context(), su.ID); err != nil {
+			g.d.Logger.Error("ending session", zap.String("session", su.ID), zap.Error(err))
+			return g.refuse(rq, &Refusal{Status: http.StatusServiceUnavailable, Reason: "store_error"})
+		}
+		ev.Outcome = store.OutcomeAccepted
+	}
+	if g.cookie(r) != "" {
+		g.clearCookie(w, rq)
+	}
+	if wantsJSON(r) {
+		w.WriteHeader(http.StatusNoContent)
+		ev.Status = http.StatusNoContent
+	} else {
+		target := SafeNext(r.FormValue("next"))
+		if target == "" {
+			target = "/"
+		}
+		http.Redirect(w, r, target, http.StatusSeeOther)
+		ev.Status = http.StatusSeeOther
+	}
+	if ev.SessionID != "" {
+		g.record(rq)
+	}
+	return nil
+}
+
+type invitePage struct {
+	Title    string
+	Action   string
+	Message  string
+	Failed   bool
+	Code     string
+	LoginURL string
+}
+
+// serveInvitePage lets staff of this site invite someone to it. It never
+// hands over an existing account: for an address that has one on the site
+// it mails that address a sign-in link instead of showing a code. It never
+// grants roles.
+func (g *Gate) serveInvitePage(rq *Request) error {
+	w, r, ev := rq.W, rq.R, &rq.Ev
+	ev.Kind = "invite_page"
+	su, reason, err := g.d.Sessions.Check(r.Context(), g.cookie(r))
+	if err != nil {
+		g.d.Logger.Error("checking session", zap.Error(err))
+		return g.refuse(rq, &Refusal{Status: http.StatusServiceUnavailable, Reason: "store_error"})
+	}
+	if reason != "" {
+		return g.refuse(rq, &Refusal{Status: http.StatusUnauthorized, Reason: reason})
+	}
+	ev.UserID, ev.SessionID = su.UserID, su.ID
+	u, err := g.d.Store.User(r.Context(), su.UserID)
+	if err != nil {
+		g.d.Logger.Error("looking up staff user", zap.Error(err))
+		return g.refuse(rq, &Refusal{Status: http.StatusServiceUnavailable, Reason: "store_error"})
+	}
+	if !u.HasRole(g.site.Name, StaffRole) {
+		return g.refuse(rq, &Refusal{Status: http.StatusForbidden, Reason: "not_staff"})
+	}
+	page := invitePage{Title: "Invite someone", Action: g.invite}
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		return g.d.Pages.Render(w, http.StatusOK, web.PageInvite, page)
+	case http.MethodPost:
+	default:
+		return methodNotAllowed(w)
+	}
+	form, ok := g.parseForm(rq)
+	if !ok {
+		return g.refuse(rq, &Refusal{Status: http.StatusBadRequest, Reason: "bad_request"})
+	}
+	email, ok := mail.NormalizeAddress(form.Get("email"))
+	if !ok {
+		page.Message, page.Failed = "Please enter one email address.", true
+		return g.d.Pages.Render(w, http.StatusBadRequest, web.PageInvite, page)
+	}
+	switch existing, err := g.accountOf(r.Context(), email); {
+	case err == nil:
+		// Showing a code here would hand the account to whoever typed the
+		// address: only its owner gets a way in, by mail.
+		ev.Reason = "existing_account"
+		page.Message = email + " already has an account here. They can sign in from the sign-in page."
+		if existing.Active && g.d.LoginLinks != nil {
+			if err := g.sendLoginLink(r.Context(), existing, "/"); err != nil {
+				g.d.Logger.Warn("sending a sign-in link from the staff page", zap.Int64("user", existing.ID), zap.Error(err))
+			} else {
+				page.Message = email + " already has an account here, so we mailed them a sign-in link instead of an invite."
+			}
+		}
+		g.record(rq)
+		return g.d.Pages.Render(w, http.StatusOK, web.PageInvite, page)
+	case !errors.Is(err, store.ErrNotFound):
+		g.d.Logger.Error("looking up invitee", zap.Error(err))
+		return g.refuse(rq, &Refusal{Status: http.StatusServiceUnavailable, Reason: "store_error"})
+	}
+	inv := &store.Invite{
+		Site:      g.site.Name,
+		Email:     email,
+		Name:      strings.TrimSpace(form.Get("name")),
+		Phone:     strings.TrimSpace(form.Get("phone")),
+		CreatedBy: "user:" + strconv.FormatInt(u.ID, 10),
+	}
+	code, err := g.d.Invites.Create(r.Context(), inv, g.cfg.InviteLength)
+	if err != nil {
+		g.d.Logger.Error("creating invite", zap.Error(err))
+		return g.refuse(rq, &Refusal{Status: http.StatusServiceUnavailable, Reason: "store_error"})
+	}
+	ev.Outcome, ev.Reason, ev.CredentialID = store.OutcomeAccepted, "invite_created", strconv.FormatInt(inv.ID, 10)
+	g.record(rq)
+	loginURL, err := g.site.URL(g.login)
+	if err != nil {
+		loginURL = g.login // no origin: the staff member is on the site, a path will do
+	}
+	switch {
+	case g.d.Mailer == nil:
+		page.Message = "Invite created for " + inv.Email + ". No mail server is configured, so give them this code yourself."
+		page.Code, page.LoginURL = code, loginURL
+	default:
+		if err := g.d.Mailer.SendInvite(r.Context(), inv, code, loginURL, g.d.Invites.Rules().UsageWindow); err != nil {
+			g.d.Logger.Warn("sending invite", zap.Int64("invite", inv.ID), zap.Error(err))
+			page.Message = "Invite created for " + inv.Email + " but the mail was not sent (" + err.Error() + "). Give them this code, or resend it later."
+			page.Failed, page.Code, page.LoginURL = true, code, loginURL
+		} else {
+			page.Message = "Invite sent to " + inv.Email + "."
+		}
+	}
+	return g.d.Pages.Render(w, http.StatusOK, web.PageInvite, page)
+}

@@ -1,0 +1,260 @@
+package gate
+
+import (
+	"bufio"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/latchkeyhq/latchkey/internal/store"
+)
+
+// Credential is one kind of credential the pipeline carries. A new kind is
+// a type implementing it and one line that adds it to Deps.Extra (or to the
+// registration in New); the guards, identity, upstream call and audit are
+// the pipeline's, so every kind gets them.
+type Credential interface {
+	// Kind names the credential in the audit trail and selects its
+	// throttle in Deps.Throttles.
+	Kind() string
+	// Present reports whether the request carries this kind of credential.
+	// It reads the request only; nothing is checked or used yet.
+	Present(rq *Request) bool
+	// ThrottleKey is the per-credential throttle key ("" for none): what a
+	// guesser would vary the least, such as a ticket's uuid.
+	ThrottleKey(rq *Request) string
+	// Use verifies the credential and, for a limited one, consumes it.
+	Use(rq *Request) Outcome
+}
+
+// Request is one request on its way through the pipeline.
+type Request struct {
+	W     http.ResponseWriter
+	R     *http.Request
+	Env   Env
+	Start time.Time
+	// Ev is the audit record being built; credentials fill in what they
+	// learn (user, credential id, reason).
+	Ev store.AuditEvent
+	// Found is what the credential's Present parsed, for its Use.
+	Found any
+	// page, when set, renders this request's refusals (the login form
+	// with its message, rather than the generic refusal page).
+	page func(w http.ResponseWriter, rf *Refusal) error
+}
+
+// Outcome is what a credential's Use decided.
+type Outcome struct {
+	// Refused, when set, ends the request with a refusal.
+	Refused *Refusal
+	// Who the request is, for the upstream: UserID 0 sends no user header.
+	UserID    int64
+	SessionID string
+	// Header is set on the upstream request (after the client's copies of
+	// every protected name were removed); Vars become placeholders.
+	Header http.Header
+	Vars   map[string]string
+	// Respond, when set, answers the request in the gateway (a confirmation
+	// page, a redirect carrying a new session cookie) instead of the
+	// upstream; its status is audited.
+	Respond func(w http.ResponseWriter) error
+	// Finish, when set, runs with the upstream's status and the latency
+	// once the upstream has answered (stamp a ticket, fill in the status of
+	// an audit record the store wrote with the use).
+	Finish func(status int, latency time.Duration)
+	// Recorded: the store wrote the audit record together with the use, so
+	// the pipeline records no other.
+	Recorded bool
+}
+
+// refusalPager is a Credential with a page of its own for refusals.
+type refusalPager interface {
+	RefusalPage(rq *Request, w http.ResponseWriter, rf *Refusal) error
+}
+
+// Refusal is a request the gateway turned away. It is also the error a
+// refusal returns to Caddy's error chain when the server has handle_errors.
+type Refusal struct {
+	Status int
+	Reason string
+	// Free: the attempt proved knowledge of the credential (a used ticket
+	// with its right password, a genuine link already used up), so it does
+	// not count against the throttle.
+	Free bool
+	// RetryAfter is sent as Retry-After when positive.
+	RetryAfter time.Duration
+	// ClearCookie ends the browser's stale session cookie.
+	ClearCookie bool
+}
+
+func (r *Refusal) Error() string {
+	return "latchkey refused the request: " + strconv.Itoa(r.Status) + " " + r.Reason
+}
+
+// begin runs the guards that hold for every request, before anything reads
+// it, and starts its audit record.
+func (g *Gate) begin(w http.ResponseWriter, r *http.Request, env Env) *Request {
+	start := g.d.Now()
+	// Before anything else, so that no path below can forward a forged
+	// identity, and no Connection header can remove the one set below.
+	g.strip.StripRequest(r)
+	return &Request{W: w, R: r, Env: env, Start: start, Ev: store.AuditEvent{
+		Time:      start,
+		Kind:      KindSession,
+		Outcome:   store.OutcomeRefused,
+		Method:    r.Method,
+		Host:      r.Host,
+		Path:      r.URL.Path,
+		ClientIP:  env.ClientIP,
+		UserAgent: r.UserAgent(),
+	}}
+}
+
+// run carries a request that presents credential c through the pipeline.
+func (g *Gate) run(rq *Request, c Credential, next Next) error {
+	kind := c.Kind()
+	rq.Ev.Kind = kind
+	r := rq.R
+	if p, ok := c.(refusalPager); ok {
+		rq.page = func(w http.ResponseWriter, rf *Refusal) error { return p.RefusalPage(rq, w, rf) }
+	}
+	if kind != KindSession {
+		// A credential in a URL or form must not leak through Referer or
+		// be kept by a cache.
+		setCredentialHeaders(rq.W)
+		// A cross-site form can never use a credential: no session is
+		// started, nothing consumed. Requests without Origin or
+		// Sec-Fetch-Site (mail servers posting a one-click unsubscribe,
+		// API clients) pass.
+		if !safeMethod(r.Method) {
+			if err := g.csrf.Check(r); err != nil {
+				return g.refuse(rq, &Refusal{Status: http.StatusForbidden, Reason: "cross_origin", Free: true})
+			}
+		}
+	}
+	held, refusal := g.reserve(rq, kind, c.ThrottleKey(rq))
+	if refusal != nil {
+		return g.refuse(rq, refusal)
+	}
+	out := c.Use(rq)
+	if out.Refused != nil {
+		if out.Refused.Free {
+			held.release()
+		}
+		return g.refuse(rq, out.Refused)
+	}
+	held.release()
+
+	if out.Respond != nil {
+		sw := &statusWriter{ResponseWriter: rq.W}
+		err := out.Respond(sw)
+		if !out.Recorded {
+			rq.Ev.Outcome = store.OutcomeAccepted
+			rq.Ev.Status = sw.code()
+			g.record(rq)
+		}
+		return err
+	}
+
+	g.identify(rq, out)
+	sw := &statusWriter{ResponseWriter: rq.W}
+	err := next(sw, r)
+	status := sw.code()
+	if err != nil {
+		status = g.d.ErrorStatus(err)
+	}
+	latency := g.d.Now().Sub(rq.Start)
+	if out.Finish != nil {
+		out.Finish(status, latency)
+	}
+	if !out.Recorded {
+		rq.Ev.Outcome = store.OutcomeAccepted
+		rq.Ev.Status = status
+		rq.Ev.UserID, rq.Ev.SessionID = out.UserID, out.SessionID
+		g.record(rq)
+	}
+	return err
+}
+
+// identify sets the identity the upstream sees: only what the credential
+// vouched for, never a client's copy (begin removed those).
+func (g *Gate) identify(rq *Request, out Outcome) {
+	r := rq.R
+	for k, v := range out.Header {
+		r.Header[k] = v
+	}
+	var uid string
+	if out.UserID != 0 {
+		uid = strconv.FormatInt(out.UserID, 10)
+		r.Header[g.userKey] = []string{uid}
+	}
+	if out.SessionID != "" {
+		r.Header[g.sessKey] = []string{out.SessionID}
+	}
+	// The upstream's logs must never hold a working credential.
+	removeCookie(r.Header, g.cfg.CookieName)
+	if v := rq.Env.Vars; v != nil {
+		if uid != "" {
+			v.Set(VarUserID, uid)
+		}
+		if out.SessionID != "" {
+			v.Set(VarSessionID, out.SessionID)
+		}
+		for k, val := range out.Vars {
+			v.Set(k, val)
+		}
+	}
+}
+
+// record finishes the request's audit record and queues it.
+func (g *Gate) record(rq *Request) {
+	rq.Ev.Latency = g.d.Now().Sub(rq.Start)
+	g.d.Audit.Record(rq.Ev)
+}
+
+func safeMethod(m string) bool {
+	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
+}
+
+// statusWriter remembers the status the upstream answered with, for the
+// audit record. Unwrap keeps http.ResponseController (flush, deadlines)
+// working through it.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.status == 0 && code >= 200 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+// code is the status written, 200 when nothing was.
+func (s *statusWriter) code() int {
+	if s.status == 0 {
+		return http.StatusOK
+	}
+	return s.status
+}
+
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// Hijack is spelled out (not left to Unwrap) so that a protocol switch, such
+// as a WebSocket, is audited as 101.
+func (s *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(s.ResponseWriter).Hijack()
+	if err == nil && s.status == 0 {
+		s.status = http.StatusSwitchingProtocols
+	}
+	return c, brw, err
+}
