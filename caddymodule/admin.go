@@ -41,6 +41,7 @@ func init() {
 //	GET  /latchkey/tickets/<uuid>             the ticket and every attempt to use it
 //	POST /latchkey/tickets/<uuid>/revoke
 //	GET  /latchkey/audit?since=&user=&kind=&outcome=&limit=
+//	GET  /latchkey/mail?state=&limit=         the outbox, newest first, without bodies
 type adminAPI struct {
 	ctx caddy.Context
 }
@@ -238,6 +239,18 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		}
 		out := toJSON(evs, toAuditJSON)
 		return reply(w, http.StatusOK, out)
+	case route(parts, r, http.MethodGet, "mail"):
+		limit := 0
+		if l := q.Get("limit"); l != "" {
+			if limit, err = strconv.Atoi(l); err != nil {
+				return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("limit: %q is not a number", l)}
+			}
+		}
+		ms, err := listMails(ctx, o.st, q.Get("state"), limit)
+		if err != nil {
+			return apiErr(err)
+		}
+		return reply(w, http.StatusOK, toJSON(ms, toMailJSON))
 	}
 	return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("no latchkey admin route %s %s", r.Method, r.URL.Path)}
 }

@@ -290,6 +290,9 @@ func (a *App) Start() error {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a.stop = cancel
+	if a.mailer != nil {
+		a.mailer.worker.Start(ctx) // sends the outbox; Stop waits for the mail in flight
+	}
 	go func() {
 		t := time.NewTicker(janitorEvery)
 		defer t.Stop()
@@ -314,6 +317,9 @@ func (a *App) Start() error {
 func (a *App) Stop() error {
 	if a.stop != nil {
 		a.stop()
+	}
+	if a.mailer != nil {
+		a.mailer.worker.Wait()
 	}
 	return nil
 }

@@ -194,7 +194,7 @@ func buildCommand(cmd *cobra.Command) {
 	alist.Flags().Int("limit", 100, "At most this many records")
 	auditCmd.AddCommand(alist)
 
-	cmd.AddCommand(users, sessions, auditCmd, invitesCommand(), linksCommand(), ticketsCommand())
+	cmd.AddCommand(users, sessions, auditCmd, invitesCommand(), linksCommand(), ticketsCommand(), mailCommand())
 }
 
 // cliEnv is what a command knows from its config.
@@ -240,6 +240,7 @@ func withEnv(fn func(c *cobra.Command, o ops, env cliEnv, args []string) error) 
 		if m, err := env.app.newMailer(repl, st); err != nil {
 			return err
 		} else if m != nil {
+			m.sendNow = true // no outbox worker runs in the CLI
 			o.mailer = m
 		}
 		return fn(c, o, env, args)
@@ -783,4 +784,40 @@ func ticketsCommand() *cobra.Command {
 	}
 	tickets.AddCommand(create, list, show, revoke)
 	return tickets
+}
+
+func mailCommand() *cobra.Command {
+	mailCmd := &cobra.Command{Use: "mail", Short: "Shows the mail outbox"}
+	list := &cobra.Command{
+		Use:   "list [--state queued|sending|sent|failed] [--limit N]",
+		Short: "Lists outbox mails, newest first (never their bodies)",
+		Args:  cobra.NoArgs,
+		RunE: withOps(func(c *cobra.Command, o ops, _ []string) error {
+			state, _ := c.Flags().GetString("state")
+			limit, _ := c.Flags().GetInt("limit")
+			ms, err := listMails(c.Context(), o.st, state, limit)
+			if err != nil {
+				return err
+			}
+			if wantJSON(c) {
+				js := toJSON(ms, toMailJSON)
+				return writeJSON(c.OutOrStdout(), js)
+			}
+			tw := newTable(c.OutOrStdout())
+			fmt.Fprintln(tw, "ID\tKIND\tTO\tSUBJECT\tSTATE\tATTEMPTS\tCREATED\tNEXT TRY\tSENT\tERROR")
+			for _, m := range ms {
+				next := "-"
+				if m.State == store.MailQueued {
+					next = timeOrDash(m.NextAttemptAt)
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", m.ID, cell(m.Kind), cell(m.To), dash(m.Subject), cell(m.State), m.Attempts,
+					timeOrDash(m.CreatedAt), next, timeOrDash(m.SentAt), dash(m.LastError))
+			}
+			return tw.Flush()
+		}),
+	}
+	list.Flags().String("state", "", "Only mails in this state: queued, sending, sent or failed")
+	list.Flags().Int("limit", 100, "At most this many mails")
+	mailCmd.AddCommand(list)
+	return mailCmd
 }

@@ -308,6 +308,7 @@ type TicketFilter struct {
 // Store is everything latchkey persists. Implementations must be safe for
 // concurrent use.
 type Store interface {
+	Outbox // the mail outbox, outbox.go
 	// Secret returns the gateway's signing secret, generating and keeping
 	// newSecret on first use. Concurrent first calls from several processes
 	// agree on one value.
