@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/latchkeyhq/latchkey/internal/mail/mailtest"
 	"github.com/latchkeyhq/latchkey/internal/store"
@@ -291,7 +292,7 @@ func TestAskForLoginLinkByEmail(t *testing.T) {
 	if known.StatusCode != 200 || unknown.StatusCode != 200 || known.Header.Get("Content-Length") != unknown.Header.Get("Content-Length") {
 		t.Fatalf("answers differ: %d/%s vs %d/%s", known.StatusCode, known.Header.Get("Content-Length"), unknown.StatusCode, unknown.Header.Get("Content-Length"))
 	}
-	msgs := be.Messages()
+	msgs := waitMails(t, be, 1) // sent from the outbox, after the answer
 	if len(msgs) != 1 || msgs[0].To[0] != "nia@example.com" {
 		t.Fatalf("mails: %+v", msgs)
 	}
@@ -323,6 +324,8 @@ func TestAskForLoginLinkByEmail(t *testing.T) {
 	if r := ask("nia@example.com"); r.StatusCode != http.StatusTooManyRequests || r.Header.Get("Retry-After") == "" {
 		t.Errorf("sixth request for one address: %d, want 429", r.StatusCode)
 	}
+	waitMails(t, be, 5)
+	time.Sleep(50 * time.Millisecond) // time for a sixth mail, were one queued
 	if n := len(be.Messages()); n != 5 {
 		t.Errorf("%d mails sent, want 5 (the throttled request sends none)", n)
 	}

@@ -54,7 +54,7 @@ type recorder struct {
 	evs []store.AuditEvent
 }
 
-func (r *recorder) Record(e store.AuditEvent) { r.mu.Lock(); r.evs = append(r.evs, e); r.mu.Unlock() }
+func (r *recorder) Record(e store.AuditEvent)  { r.mu.Lock(); r.evs = append(r.evs, e); r.mu.Unlock() }
 func (r *recorder) Describe(*store.AuditEvent) {}
 func (r *recorder) all() []store.AuditEvent {
 	r.mu.Lock()

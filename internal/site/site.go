@@ -95,6 +95,9 @@ func ParseOrigin(raw string) (string, error) {
 		return "", fmt.Errorf("origin %q: a wildcard is not an origin", raw)
 	}
 	host, port := strings.ToLower(u.Hostname()), u.Port()
+	if host == "" {
+		return "", fmt.Errorf("origin %q: no host", raw)
+	}
 	if port == "" || u.Scheme == "http" && port == "80" || u.Scheme == "https" && port == "443" {
 		if strings.Contains(host, ":") {
 			host = "[" + host + "]"
