@@ -105,7 +105,9 @@ func (g *Gate) begin(w http.ResponseWriter, r *http.Request, env Env) *Request {
 		Outcome:   store.OutcomeRefused,
 		Method:    r.Method,
 		Host:      r.Host,
-		Path:      r.URL.Path,
+		// As sent (escaped), so that the trail shows an attack's real form
+		// (..;/, %2e%2e); a token is in the query, which is not kept.
+		Path:      r.URL.EscapedPath(),
 		ClientIP:  env.ClientIP,
 		UserAgent: r.UserAgent(),
 	}}
