@@ -100,11 +100,11 @@ func (g *Gate) begin(w http.ResponseWriter, r *http.Request, env Env) *Request {
 	// identity, and no Connection header can remove the one set below.
 	g.strip.StripRequest(r)
 	return &Request{W: w, R: r, Env: env, Start: start, Ev: store.AuditEvent{
-		Time:      start,
-		Kind:      KindSession,
-		Outcome:   store.OutcomeRefused,
-		Method:    r.Method,
-		Host:      r.Host,
+		Time:    start,
+		Kind:    KindSession,
+		Outcome: store.OutcomeRefused,
+		Method:  r.Method,
+		Host:    r.Host,
 		// As sent (escaped), so that the trail shows an attack's real form
 		// (..;/, %2e%2e); a token is in the query, which is not kept.
 		Path:      r.URL.EscapedPath(),
