@@ -305,10 +305,22 @@ type TicketFilter struct {
 	Limit   int // 0: no limit
 }
 
-// Store is everything latchkey persists. Implementations must be safe for
-// concurrent use.
+// Store is everything latchkey persists, split by concern so that each
+// consumer can name only what it uses. Implementations must be safe for
+// concurrent use, and pass the conformance suite in storetest.
 type Store interface {
+	Meta
+	Users
+	Sessions
+	AuditLog
+	Invites
+	Links
+	Tickets
 	Outbox // the mail outbox, outbox.go
+}
+
+// Meta is the store itself: its secret, schema and lifetime.
+type Meta interface {
 	// Secret returns the gateway's signing secret, generating and keeping
 	// newSecret on first use. Concurrent first calls from several processes
 	// agree on one value.
@@ -320,6 +332,13 @@ type Store interface {
 	// there is none is not an error.
 	DeleteSecret(ctx context.Context) error
 
+	// SchemaVersion is the version of the newest migration applied.
+	SchemaVersion(ctx context.Context) (int, error)
+	Close() error
+}
+
+// Users are the people the gateway knows.
+type Users interface {
 	// CreateUser stores the e-mail address trimmed and lower-cased, so that
 	// one person typing it two ways is still one user, and writes back ID,
 	// that Email and, if it was zero, CreatedAt. A second user with the same
@@ -334,7 +353,10 @@ type Store interface {
 	SetUserActive(ctx context.Context, id int64, active bool) error
 	// RecordLogin moves the current login to last login and sets a new one.
 	RecordLogin(ctx context.Context, id int64, at time.Time, ip string) error
+}
 
+// Sessions are gateway sessions.
+type Sessions interface {
 	// CreateSession fails if the user does not exist, and with ErrConflict
 	// if the ID or token hash is taken.
 	CreateSession(ctx context.Context, s *Session) error
@@ -349,7 +371,10 @@ type Store interface {
 	RevokeSession(ctx context.Context, id string, at time.Time) error
 	// Sessions lists newest first; a zero Limit means no limit.
 	Sessions(ctx context.Context, f SessionFilter) ([]Session, error)
+}
 
+// AuditLog is the audit trail.
+type AuditLog interface {
 	// WriteAudit writes a batch atomically; batching is what makes the
 	// audit log cheap enough to keep for every request.
 	WriteAudit(ctx context.Context, events []AuditEvent) error
@@ -357,6 +382,14 @@ type Store interface {
 	// call cannot read the whole log.
 	Audit(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
 
+	// SetAuditStatus fills in the response status and latency of an audit
+	// record written earlier (a consumed credential's record is written
+	// before the upstream answers). A missing record is ErrNotFound.
+	SetAuditStatus(ctx context.Context, id int64, status int, latency time.Duration) error
+}
+
+// Invites are invite codes and their redemption.
+type Invites interface {
 	// CreateInvite writes back ID, Email as stored and, if zero, CreatedAt.
 	// A code hash that is already taken is ErrConflict (the caller makes a
 	// new code); an empty e-mail address or code hash is an error.
@@ -388,7 +421,10 @@ type Store interface {
 	// already taken included, is an error that is not ErrConflict, and also
 	// writes nothing. A missing invite matches nothing, so it is ErrConflict.
 	RedeemInvite(ctx context.Context, r *Redemption) (*User, error)
+}
 
+// Links are the server-side records of signed links.
+type Links interface {
 	// CreateLink records a link at creation; an existing JTI is ErrConflict.
 	// A zero CreatedAt is stored as now and written back.
 	CreateLink(ctx context.Context, l *Link) error
@@ -415,11 +451,10 @@ type Store interface {
 	// refusal is ErrConflict: any other failure (a taken session ID or
 	// token hash included) is another error, and also writes nothing.
 	UseLink(ctx context.Context, u *LinkUse) (uses int, err error)
-	// SetAuditStatus fills in the response status and latency of an audit
-	// record written earlier (a consumed credential's record is written
-	// before the upstream answers). A missing record is ErrNotFound.
-	SetAuditStatus(ctx context.Context, id int64, status int, latency time.Duration) error
+}
 
+// Tickets are one-shot tickets.
+type Tickets interface {
 	// CreateTicket stores a new ticket (State valid unless set); a taken
 	// UUID is ErrConflict. An empty Data is stored as "{}" and a zero
 	// CreatedAt as now; the defaults are written back.
@@ -448,8 +483,4 @@ type Store interface {
 	// ExpireTickets marks valid tickets whose ExpiresAt is at or before at
 	// as expired, and returns how many. Nothing is deleted.
 	ExpireTickets(ctx context.Context, at time.Time) (int, error)
-
-	// SchemaVersion is the version of the newest migration applied.
-	SchemaVersion(ctx context.Context) (int, error)
-	Close() error
 }
