@@ -15,13 +15,9 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
-	"maps"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
-
-	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/latchkeyhq/latchkey/internal/link"
 )
@@ -38,7 +34,7 @@ const (
 // Defaults for Options.
 const (
 	DefaultTTL   = 7 * 24 * time.Hour
-	DefaultParam = "token"
+	DefaultParam = link.DefaultParam
 )
 
 // MinSecretLen is the shortest gateway secret the gateway accepts.
@@ -204,7 +200,7 @@ func (m *Minter) Link(o Options) (string, *Info, error) {
 	if param == "" {
 		param = DefaultParam
 	}
-	if strings.ContainsAny(param, "&=#?; \t\r\n") {
+	if !link.ValidParam(param) {
 		return "", nil, fmt.Errorf("mint: parameter name %q is not usable in a query", param)
 	}
 
@@ -218,41 +214,20 @@ func (m *Minter) Link(o Options) (string, *Info, error) {
 		return "", nil, fmt.Errorf("mint: NotBefore %v is not before the expiry %v", o.NotBefore, exp)
 	}
 
-	_, rest, _ := link.TokenFromQuery(u.RawQuery, param)
-	c := &link.Claims{
-		Target:  link.TargetOf(u),
-		Methods: methods,
-		MaxUses: maxUses,
-		Mode:    mode,
-		Data:    maps.Clone(o.Data),
-	}
-	if o.BindQuery {
-		c.Query = link.CanonicalQuery(rest)
-	}
-	c.Subject = strconv.FormatInt(o.UserID, 10)
-	c.ID = link.NewJTI()
-	c.IssuedAt = jwt.NewNumericDate(now)
-	c.ExpiresAt = jwt.NewNumericDate(exp)
-	if !o.NotBefore.IsZero() {
-		c.NotBefore = jwt.NewNumericDate(o.NotBefore)
-	}
-	token, err := m.ring.Sign(c)
+	minted, err := link.Mint(m.ring, link.MintOptions{
+		UserID: o.UserID, URL: u, Now: now, TTL: ttl, NotBefore: o.NotBefore, MaxUses: maxUses,
+		Mode: mode, Methods: methods, Data: o.Data, BindQuery: o.BindQuery, Param: param,
+	})
 	if err != nil {
 		return "", nil, fmt.Errorf("mint: %w", err)
 	}
-
-	out := *u
-	q := url.QueryEscape(param) + "=" + token
-	if rest != "" {
-		q = rest + "&" + q
-	}
-	out.RawQuery, out.ForceQuery = q, false
+	c := minted.Claims
 	info := &Info{
-		Token: token, JTI: c.ID, UserID: o.UserID, Target: c.Target, Query: c.Query, Mode: mode,
+		Token: minted.Token, JTI: c.ID, UserID: o.UserID, Target: c.Target, Query: c.Query, Mode: mode,
 		Methods: methods, MaxUses: maxUses, IssuedAt: now, ExpiresAt: exp,
 	}
 	if c.NotBefore != nil {
 		info.NotBefore = c.NotBefore.Time
 	}
-	return out.String(), info, nil
+	return minted.URL, info, nil
 }
