@@ -152,3 +152,30 @@ func (s *Site) OriginHost() string {
 
 // Secure reports whether the origin is HTTPS.
 func (s *Site) Secure() bool { return strings.HasPrefix(s.Origin, "https://") }
+
+// Join adds the hosts and origin of other, a site of the same name from
+// another handler, to s: handlers that name one site are one site. Their
+// origins must agree; a catch-all handler (no hosts) makes the site answer
+// for any host.
+func (s *Site) Join(other *Site) error {
+	switch {
+	case s.Origin == "":
+		s.Origin = other.Origin
+	case other.Origin != "" && other.Origin != s.Origin:
+		return fmt.Errorf("site %q has two origins, %s and %s: give its handlers one origin", other.Name, s.Origin, other.Origin)
+	}
+	if len(s.Hosts) == 0 || len(other.Hosts) == 0 {
+		s.Hosts = nil
+		return nil
+	}
+	for _, h := range other.Hosts {
+		found := false
+		for _, x := range s.Hosts {
+			found = found || x == h
+		}
+		if !found {
+			s.Hosts = append(s.Hosts, h)
+		}
+	}
+	return nil
+}

@@ -78,3 +78,26 @@ func FuzzParseOrigin(f *testing.F) {
 		}
 	})
 }
+
+func TestJoin(t *testing.T) {
+	mk := func(hosts []string, origin string) *Site {
+		s, err := New("app", hosts, origin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	s := mk([]string{"a.example.com"}, "")
+	if err := s.Join(mk([]string{"b.example.com", "a.example.com"}, "https://a.example.com")); err != nil {
+		t.Fatal(err)
+	}
+	if s.Origin != "https://a.example.com" || strings.Join(s.Hosts, ",") != "a.example.com,b.example.com" {
+		t.Errorf("joined site %+v", s)
+	}
+	if err := s.Join(mk(nil, "https://a.example.com")); err != nil || s.Hosts != nil {
+		t.Errorf("joining a catch-all: %v, hosts %v", err, s.Hosts)
+	}
+	if err := s.Join(mk(nil, "https://b.example.com")); err == nil || !strings.Contains(err.Error(), "two origins") {
+		t.Errorf("joining another origin: %v", err)
+	}
+}

@@ -1,0 +1,244 @@
+package ops
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/latchkeyhq/latchkey/internal/store"
+)
+
+// The *JSON types are how rows look in the CLI's --json output and on the
+// admin API. Their field names are a contract with scripts: change them only
+// by adding.
+
+// UserJSON is a user.
+type UserJSON struct {
+	ID             int64      `json:"id"`
+	Site           string     `json:"site"`
+	Email          string     `json:"email"`
+	Name           string     `json:"name,omitempty"`
+	Phone          string     `json:"phone,omitempty"`
+	Active         bool       `json:"active"`
+	Roles          []string   `json:"roles"`
+	CreatedAt      time.Time  `json:"created_at"`
+	CurrentLoginAt *time.Time `json:"current_login_at,omitempty"`
+	CurrentLoginIP string     `json:"current_login_ip,omitempty"`
+	LastLoginAt    *time.Time `json:"last_login_at,omitempty"`
+	LastLoginIP    string     `json:"last_login_ip,omitempty"`
+	LoginCount     int64      `json:"login_count"`
+}
+
+// ToUserJSON is u's JSON form; its roles are as RoleString writes them.
+func ToUserJSON(u *store.User) UserJSON {
+	roles := []string{}
+	for _, r := range u.Roles {
+		roles = append(roles, RoleString(u, r))
+	}
+	return UserJSON{
+		ID: u.ID, Site: u.Site, Email: u.Email, Name: u.Name, Phone: u.Phone,
+		Active: u.Active, Roles: roles, CreatedAt: u.CreatedAt,
+		CurrentLoginAt: optTime(u.CurrentLoginAt), CurrentLoginIP: u.CurrentLoginIP,
+		LastLoginAt: optTime(u.LastLoginAt), LastLoginIP: u.LastLoginIP, LoginCount: u.LoginCount,
+	}
+}
+
+// SessionJSON is a gateway session (never its token).
+type SessionJSON struct {
+	ID           string     `json:"id"`
+	UserID       int64      `json:"user_id"`
+	CreatedAt    time.Time  `json:"created_at"`
+	LastSeenAt   time.Time  `json:"last_seen_at"`
+	ExpiresAt    time.Time  `json:"expires_at"`
+	RevokedAt    *time.Time `json:"revoked_at,omitempty"`
+	IP           string     `json:"ip,omitempty"`
+	UserAgent    string     `json:"user_agent,omitempty"`
+	Kind         string     `json:"kind,omitempty"`
+	CredentialID string     `json:"credential_id,omitempty"`
+}
+
+// ToSessionJSON is s's JSON form.
+func ToSessionJSON(s *store.Session) SessionJSON {
+	return SessionJSON{
+		ID: s.ID, UserID: s.UserID, CreatedAt: s.CreatedAt, LastSeenAt: s.LastSeenAt,
+		ExpiresAt: s.ExpiresAt, RevokedAt: optTime(s.RevokedAt), IP: s.IP, UserAgent: s.UserAgent,
+		Kind: s.Kind, CredentialID: s.CredentialID,
+	}
+}
+
+// AuditJSON is an audit record.
+type AuditJSON struct {
+	ID           int64     `json:"id"`
+	Time         time.Time `json:"time"`
+	Kind         string    `json:"kind"`
+	CredentialID string    `json:"credential_id,omitempty"`
+	UserID       int64     `json:"user_id,omitempty"`
+	SessionID    string    `json:"session_id,omitempty"`
+	Outcome      string    `json:"outcome"`
+	Reason       string    `json:"reason,omitempty"`
+	Method       string    `json:"method"`
+	Host         string    `json:"host"`
+	Path         string    `json:"path"`
+	Status       int       `json:"status"`
+	ClientIP     string    `json:"client_ip"`
+	UserAgent    string    `json:"user_agent"`
+	Browser      string    `json:"browser,omitempty"`
+	Version      string    `json:"browser_version,omitempty"`
+	OS           string    `json:"os,omitempty"`
+	Device       string    `json:"device,omitempty"`
+	Bot          bool      `json:"bot"`
+	LatencyUS    int64     `json:"latency_us"`
+}
+
+// ToAuditJSON is e's JSON form.
+func ToAuditJSON(e *store.AuditEvent) AuditJSON {
+	return AuditJSON{
+		ID: e.ID, Time: e.Time, Kind: e.Kind, CredentialID: e.CredentialID, UserID: e.UserID,
+		SessionID: e.SessionID, Outcome: e.Outcome, Reason: e.Reason, Method: e.Method,
+		Host: e.Host, Path: e.Path, Status: e.Status, ClientIP: e.ClientIP, UserAgent: e.UserAgent,
+		Browser: e.UABrowser, Version: e.UAVersion, OS: e.UAOS, Device: e.UADevice, Bot: e.UABot,
+		LatencyUS: e.Latency.Microseconds(),
+	}
+}
+
+// InviteJSON is an invite. The code appears only in the answer to its
+// creation (or to a resend that could not mail it).
+type InviteJSON struct {
+	ID          int64      `json:"id"`
+	Site        string     `json:"site"`
+	Email       string     `json:"email"`
+	Name        string     `json:"name,omitempty"`
+	Phone       string     `json:"phone,omitempty"`
+	CreatedAt   time.Time  `json:"created_at"`
+	CreatedBy   string     `json:"created_by,omitempty"`
+	UserID      int64      `json:"user_id,omitempty"`
+	FirstUsedAt *time.Time `json:"first_used_at,omitempty"`
+	LastUsedAt  *time.Time `json:"last_used_at,omitempty"`
+	UseCount    int64      `json:"use_count"`
+	RevokedAt   *time.Time `json:"revoked_at,omitempty"`
+	SentAt      *time.Time `json:"sent_at,omitempty"`
+	SendError   string     `json:"send_error,omitempty"`
+	Code        string     `json:"code,omitempty"`
+	LoginURL    string     `json:"login_url,omitempty"`
+	Sent        *bool      `json:"sent,omitempty"`
+}
+
+// ToInviteJSON is inv's JSON form, without code.
+func ToInviteJSON(inv *store.Invite) InviteJSON {
+	return InviteJSON{
+		ID: inv.ID, Site: inv.Site, Email: inv.Email, Name: inv.Name, Phone: inv.Phone,
+		CreatedAt: inv.CreatedAt, CreatedBy: inv.CreatedBy, UserID: inv.UserID,
+		FirstUsedAt: optTime(inv.FirstUsedAt), LastUsedAt: optTime(inv.LastUsedAt), UseCount: inv.UseCount,
+		RevokedAt: optTime(inv.RevokedAt), SentAt: optTime(inv.SentAt), SendError: inv.SendError,
+	}
+}
+
+// LinkJSON is a signed link's record. The URL appears only in the answer
+// to its minting.
+type LinkJSON struct {
+	JTI         string      `json:"jti"`
+	Site        string      `json:"site"`
+	UserID      int64       `json:"user_id,omitempty"`
+	Target      string      `json:"target"`
+	Mode        string      `json:"mode"`
+	MaxUses     int         `json:"max_uses"`
+	Uses        int         `json:"uses"`
+	CreatedAt   time.Time   `json:"created_at"`
+	CreatedBy   string      `json:"created_by,omitempty"`
+	ExpiresAt   *time.Time  `json:"expires_at,omitempty"`
+	FirstUsedAt *time.Time  `json:"first_used_at,omitempty"`
+	LastUsedAt  *time.Time  `json:"last_used_at,omitempty"`
+	RevokedAt   *time.Time  `json:"revoked_at,omitempty"`
+	URL         string      `json:"url,omitempty"` // only when minted
+	UsesLog     []AuditJSON `json:"uses_log,omitempty"`
+}
+
+// ToLinkJSON is l's JSON form.
+func ToLinkJSON(l *store.Link) LinkJSON {
+	return LinkJSON{
+		JTI: l.JTI, Site: l.Site, UserID: l.UserID, Target: l.Target, Mode: l.Mode, MaxUses: l.MaxUses, Uses: l.Uses,
+		CreatedAt: l.CreatedAt, CreatedBy: l.CreatedBy, ExpiresAt: optTime(l.ExpiresAt),
+		FirstUsedAt: optTime(l.FirstUsedAt), LastUsedAt: optTime(l.LastUsedAt), RevokedAt: optTime(l.RevokedAt),
+	}
+}
+
+// TicketJSON is a one-shot ticket. The password appears only in the answer
+// to its creation.
+type TicketJSON struct {
+	UUID      string          `json:"uuid"`
+	Place     string          `json:"place"`
+	Purpose   string          `json:"purpose"`
+	State     string          `json:"state"`
+	CreatedAt time.Time       `json:"created_at"`
+	ExpiresAt *time.Time      `json:"expires_at,omitempty"`
+	UserID    int64           `json:"user_id,omitempty"`
+	Data      json.RawMessage `json:"data"`
+	UsedAt    *time.Time      `json:"used_at,omitempty"`
+	UseIP     string          `json:"use_ip,omitempty"`
+	UseUA     string          `json:"use_user_agent,omitempty"`
+	UseStatus int             `json:"use_status,omitempty"`
+	RevokedAt *time.Time      `json:"revoked_at,omitempty"`
+	Password  string          `json:"password,omitempty"`
+	URL       string          `json:"url,omitempty"`
+	Attempts  []AuditJSON     `json:"attempts,omitempty"`
+}
+
+// ToTicketJSON is t's JSON form, without password.
+func ToTicketJSON(t *store.Ticket) TicketJSON {
+	data := json.RawMessage(t.Data)
+	if len(data) == 0 {
+		data = json.RawMessage("{}")
+	}
+	return TicketJSON{
+		UUID: t.UUID, Place: t.Place, Purpose: t.Purpose, State: t.State, CreatedAt: t.CreatedAt,
+		ExpiresAt: optTime(t.ExpiresAt), UserID: t.UserID, Data: data, UsedAt: optTime(t.UsedAt),
+		UseIP: t.UseIP, UseUA: t.UseUserAgent, UseStatus: t.UseStatus, RevokedAt: optTime(t.RevokedAt),
+	}
+}
+
+// MailJSON is an outbox mail: the envelope, never the bodies, which hold a
+// live credential until sent.
+type MailJSON struct {
+	ID            int64      `json:"id"`
+	Kind          string     `json:"kind"`
+	Site          string     `json:"site,omitempty"`
+	Ref           string     `json:"ref,omitempty"`
+	To            string     `json:"to"`
+	Subject       string     `json:"subject"`
+	State         string     `json:"state"`
+	Attempts      int        `json:"attempts"`
+	LastError     string     `json:"last_error,omitempty"`
+	CreatedAt     time.Time  `json:"created_at"`
+	NextAttemptAt *time.Time `json:"next_attempt_at,omitempty"`
+	ExpiresAt     *time.Time `json:"expires_at,omitempty"`
+	SentAt        *time.Time `json:"sent_at,omitempty"`
+	FailedAt      *time.Time `json:"failed_at,omitempty"`
+}
+
+// ToMailJSON is m's JSON form.
+func ToMailJSON(m *store.Mail) MailJSON {
+	j := MailJSON{
+		ID: m.ID, Kind: m.Kind, Site: m.Site, Ref: m.Ref, To: m.To, Subject: m.Subject, State: m.State,
+		Attempts: m.Attempts, LastError: m.LastError, CreatedAt: m.CreatedAt, ExpiresAt: optTime(m.ExpiresAt),
+		SentAt: optTime(m.SentAt), FailedAt: optTime(m.FailedAt),
+	}
+	if m.State == store.MailQueued {
+		j.NextAttemptAt = optTime(m.NextAttemptAt)
+	}
+	return j
+}
+
+// ToJSON converts store rows to their JSON form.
+func ToJSON[T, J any](rows []T, conv func(*T) J) []J {
+	out := make([]J, len(rows))
+	for i := range rows {
+		out[i] = conv(&rows[i])
+	}
+	return out
+}
+
+func optTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
