@@ -7,10 +7,10 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/latchkeyhq/latchkey/internal/ops"
 	"github.com/latchkeyhq/latchkey/internal/store"
 )
 
@@ -65,23 +65,20 @@ func (a *adminAPI) Routes() []caddy.AdminRoute {
 	return []caddy.AdminRoute{{Pattern: "/latchkey/", Handler: caddy.AdminHandlerFunc(a.serve)}}
 }
 
-func (a *adminAPI) ops() (ops, error) {
+// operations are the running app's, on every site of its config.
+func (a *adminAPI) operations() (*ops.Ops, error) {
 	// Only an app the running config already has: asking for one that is
 	// not there would open a store outside Caddy's lifecycle.
 	appIface, err := a.ctx.AppIfConfigured("latchkey")
 	if err != nil {
-		return ops{}, caddy.APIError{HTTPStatus: http.StatusNotFound, Err: errors.New("latchkey is not in the running config")}
+		return nil, caddy.APIError{HTTPStatus: http.StatusNotFound, Err: errors.New("latchkey is not in the running config")}
 	}
 	app := appIface.(*App)
-	o := ops{st: app.store, now: time.Now, app: app, cache: app.sessions, secret: app.secret, ring: app.links, tickets: app.tickets, sites: app.sites}
-	if app.mailer != nil {
-		o.mailer = app.mailer
-	}
-	return o, nil
+	return app.operations(app.sites), nil
 }
 
 func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
-	o, err := a.ops()
+	o, err := a.operations()
 	if err != nil {
 		return err
 	}
@@ -90,142 +87,137 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	switch {
 	case route(parts, r, http.MethodGet, "users"):
-		us, err := o.st.Users(ctx)
+		us, err := o.Users(ctx)
 		if err != nil {
 			return apiErr(err)
 		}
-		out := toJSON(us, toUserJSON)
-		return reply(w, http.StatusOK, out)
+		return reply(w, http.StatusOK, ops.ToJSON(us, ops.ToUserJSON))
 	case route(parts, r, http.MethodPost, "users"):
-		var in newUser
+		var in ops.NewUser
 		if err := decode(r, &in); err != nil {
 			return err
 		}
-		u, err := o.addUser(ctx, in)
+		u, err := o.AddUser(ctx, in)
 		if err != nil {
 			return apiErr(err)
 		}
-		return reply(w, http.StatusCreated, toUserJSON(u))
+		return reply(w, http.StatusCreated, ops.ToUserJSON(u))
 	case route(parts, r, http.MethodPost, "users", "*", "activate"), route(parts, r, http.MethodPost, "users", "*", "deactivate"):
-		u, err := o.setActive(ctx, parts[1], q.Get("site"), parts[2] == "activate")
+		u, err := o.SetActive(ctx, parts[1], q.Get("site"), parts[2] == "activate")
 		if err != nil {
 			return apiErr(err)
 		}
-		return reply(w, http.StatusOK, toUserJSON(u))
+		return reply(w, http.StatusOK, ops.ToUserJSON(u))
 	case route(parts, r, http.MethodGet, "sessions"):
 		all, _ := strconv.ParseBool(q.Get("all"))
-		ss, err := o.sessions(ctx, q.Get("user"), all)
+		ss, err := o.Sessions(ctx, q.Get("user"), all)
 		if err != nil {
 			return apiErr(err)
 		}
-		out := toJSON(ss, toSessionJSON)
-		return reply(w, http.StatusOK, out)
+		return reply(w, http.StatusOK, ops.ToJSON(ss, ops.ToSessionJSON))
 	case route(parts, r, http.MethodPost, "sessions", "*", "revoke"):
-		if err := o.revokeSession(ctx, parts[1]); err != nil {
+		if err := o.RevokeSession(ctx, parts[1]); err != nil {
 			return apiErr(err)
 		}
 		return reply(w, http.StatusOK, map[string]string{"revoked": parts[1]})
 	case route(parts, r, http.MethodGet, "invites"):
-		invs, err := o.invites(ctx, q.Get("domain"))
+		invs, err := o.Invites(ctx, q.Get("domain"))
 		if err != nil {
 			return apiErr(err)
 		}
-		out := toJSON(invs, toInviteJSON)
-		return reply(w, http.StatusOK, out)
+		return reply(w, http.StatusOK, ops.ToJSON(invs, ops.ToInviteJSON))
 	case route(parts, r, http.MethodPost, "invites"):
-		var in newInvite
+		var in ops.NewInvite
 		if err := decode(r, &in); err != nil {
 			return err
 		}
 		if in.Domain == "" {
 			return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: errors.New("domain (the site the code works on) is required")}
 		}
-		s, err := pickSite(o.sites, in.Domain)
+		s, err := o.PickSite(in.Domain)
 		if err != nil {
-			return apiErr(inputError{err})
+			return apiErr(err)
 		}
-		out, err := o.createInvite(ctx, in, s, "admin-api")
+		out, err := o.CreateInvite(ctx, s, in, "admin-api")
 		if err != nil {
 			return apiErr(err)
 		}
 		return reply(w, http.StatusCreated, out)
 	case route(parts, r, http.MethodPost, "invites", "*", "revoke"):
-		inv, err := o.revokeInvite(ctx, parts[1])
+		inv, err := o.RevokeInvite(ctx, parts[1])
 		if err != nil {
 			return apiErr(err)
 		}
-		return reply(w, http.StatusOK, toInviteJSON(inv))
+		return reply(w, http.StatusOK, ops.ToInviteJSON(inv))
 	case route(parts, r, http.MethodPost, "invites", "*", "send"):
-		out, err := o.sendInvite(ctx, parts[1])
+		out, err := o.SendInvite(ctx, parts[1])
 		if err != nil {
 			return apiErr(err)
 		}
 		return reply(w, http.StatusOK, out)
 	case route(parts, r, http.MethodGet, "links"):
-		ls, err := o.links(ctx, q.Get("user"))
+		ls, err := o.Links(ctx, q.Get("user"))
 		if err != nil {
 			return apiErr(err)
 		}
-		out := toJSON(ls, toLinkJSON)
-		return reply(w, http.StatusOK, out)
+		return reply(w, http.StatusOK, ops.ToJSON(ls, ops.ToLinkJSON))
 	case route(parts, r, http.MethodPost, "links"):
-		var in newLink
+		var in ops.NewLink
 		if err := decode(r, &in); err != nil {
 			return err
 		}
-		out, err := o.createLink(ctx, in, "admin-api")
+		out, err := o.MintLink(ctx, in, "admin-api")
 		if err != nil {
 			return apiErr(err)
 		}
 		return reply(w, http.StatusCreated, out)
 	case route(parts, r, http.MethodGet, "links", "*"):
-		out, err := o.showLink(ctx, parts[1])
+		out, err := o.ShowLink(ctx, parts[1])
 		if err != nil {
 			return apiErr(err)
 		}
 		return reply(w, http.StatusOK, out)
 	case route(parts, r, http.MethodPost, "links", "*", "revoke"):
-		msg, err := o.revokeLinks(ctx, parts[1], "")
+		msg, err := o.RevokeLinks(ctx, parts[1], "")
 		if err != nil {
 			return apiErr(err)
 		}
 		return reply(w, http.StatusOK, map[string]string{"result": msg})
 	case route(parts, r, http.MethodPost, "users", "*", "revoke-links"):
-		msg, err := o.revokeLinks(ctx, "", parts[1])
+		msg, err := o.RevokeLinks(ctx, "", parts[1])
 		if err != nil {
 			return apiErr(err)
 		}
 		return reply(w, http.StatusOK, map[string]string{"result": msg})
 	case route(parts, r, http.MethodGet, "tickets"):
-		ts, err := o.st.Tickets(ctx, store.TicketFilter{Place: q.Get("place"), Purpose: q.Get("purpose"), State: q.Get("state")})
+		ts, err := o.Tickets(ctx, store.TicketFilter{Place: q.Get("place"), Purpose: q.Get("purpose"), State: q.Get("state")})
 		if err != nil {
 			return apiErr(err)
 		}
-		out := toJSON(ts, toTicketJSON)
-		return reply(w, http.StatusOK, out)
+		return reply(w, http.StatusOK, ops.ToJSON(ts, ops.ToTicketJSON))
 	case route(parts, r, http.MethodPost, "tickets"):
-		var in newTickets
+		var in ops.NewTickets
 		if err := decode(r, &in); err != nil {
 			return err
 		}
-		out, err := o.createTickets(ctx, in)
+		out, err := o.CreateTickets(ctx, in)
 		if err != nil {
 			return apiErr(err)
 		}
 		return reply(w, http.StatusCreated, out)
 	case route(parts, r, http.MethodGet, "tickets", "*"):
-		out, err := o.showTicket(ctx, parts[1])
+		out, err := o.ShowTicket(ctx, parts[1])
 		if err != nil {
 			return apiErr(err)
 		}
 		return reply(w, http.StatusOK, out)
 	case route(parts, r, http.MethodPost, "tickets", "*", "revoke"):
-		if err := o.revokeTicket(ctx, parts[1]); err != nil {
+		if err := o.RevokeTicket(ctx, parts[1]); err != nil {
 			return apiErr(err)
 		}
 		return reply(w, http.StatusOK, map[string]string{"revoked": parts[1]})
 	case route(parts, r, http.MethodGet, "audit"):
-		aq := auditQuery{Since: q.Get("since"), User: q.Get("user"), Kind: q.Get("kind"), Outcome: q.Get("outcome")}
+		aq := ops.AuditQuery{Since: q.Get("since"), User: q.Get("user"), Kind: q.Get("kind"), Outcome: q.Get("outcome")}
 		if l := q.Get("limit"); l != "" {
 			n, err := strconv.Atoi(l)
 			if err != nil {
@@ -233,12 +225,11 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 			}
 			aq.Limit = n
 		}
-		evs, err := o.audit(ctx, aq)
+		evs, err := o.Audit(ctx, aq)
 		if err != nil {
 			return apiErr(err)
 		}
-		out := toJSON(evs, toAuditJSON)
-		return reply(w, http.StatusOK, out)
+		return reply(w, http.StatusOK, ops.ToJSON(evs, ops.ToAuditJSON))
 	case route(parts, r, http.MethodGet, "mail"):
 		limit := 0
 		if l := q.Get("limit"); l != "" {
@@ -246,11 +237,11 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 				return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("limit: %q is not a number", l)}
 			}
 		}
-		ms, err := listMails(ctx, o.st, q.Get("state"), limit)
+		ms, err := o.Mails(ctx, q.Get("state"), limit)
 		if err != nil {
 			return apiErr(err)
 		}
-		return reply(w, http.StatusOK, toJSON(ms, toMailJSON))
+		return reply(w, http.StatusOK, ops.ToJSON(ms, ops.ToMailJSON))
 	}
 	return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("no latchkey admin route %s %s", r.Method, r.URL.Path)}
 }
@@ -280,7 +271,7 @@ func decode(r *http.Request, v any) error {
 // apiErr turns an operation's error into a status.
 func apiErr(err error) error {
 	status := http.StatusInternalServerError
-	var ie inputError
+	var ie ops.InputError
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		status = http.StatusNotFound

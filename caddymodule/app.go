@@ -19,8 +19,8 @@ import (
 	"github.com/latchkeyhq/latchkey/internal/gate"
 	"github.com/latchkeyhq/latchkey/internal/keys"
 	"github.com/latchkeyhq/latchkey/internal/link"
+	"github.com/latchkeyhq/latchkey/internal/ops"
 	"github.com/latchkeyhq/latchkey/internal/session"
-	"github.com/latchkeyhq/latchkey/internal/site"
 	"github.com/latchkeyhq/latchkey/internal/store"
 	"github.com/latchkeyhq/latchkey/internal/store/sqlite"
 	"github.com/latchkeyhq/latchkey/internal/ticket"
@@ -74,14 +74,14 @@ type App struct {
 	secret   []byte
 	audit    *audit.Writer
 	pages    *web.Pages
-	mailer   *inviteMailer // nil without smtp
+	mailer   *ops.OutboxMailer // nil without smtp
 	links    *link.KeyRing
 	tickets  *ticket.Hasher
 	stop     context.CancelFunc // the janitor
 	logger   *zap.Logger
 	// sites are the handlers' sites, registered as they provision; strip
 	// removes the identity headers of every handler, on every route.
-	sites []siteConf
+	sites []ops.SiteConf
 	strip *gate.HeaderStripper
 	names []string
 }
@@ -246,22 +246,36 @@ func (a *App) Validate() error {
 
 // registerSite records a handler's site; handlers naming one site share one
 // *site.Site, with their hosts pooled and one origin.
-func (a *App) registerSite(h *Handler) (*site.Site, error) {
+func (a *App) registerSite(h *Handler) (ops.SiteConf, error) {
 	s, err := h.newSite()
 	if err != nil {
-		return nil, fmt.Errorf("latchkey handler: %w", err)
+		return ops.SiteConf{}, fmt.Errorf("latchkey handler: %w", err)
 	}
 	for _, sc := range a.sites {
 		if sc.Site.Name == s.Name {
-			if err := joinSite(sc.Site, s); err != nil {
-				return nil, fmt.Errorf("latchkey handler: %w", err)
+			if err := sc.Site.Join(s); err != nil {
+				return ops.SiteConf{}, fmt.Errorf("latchkey handler: %w", err)
 			}
 			s = sc.Site
 			break
 		}
 	}
-	a.sites = append(a.sites, siteConf{Site: s, Handler: *h})
-	return s, nil
+	conf := h.siteConf(s)
+	a.sites = append(a.sites, conf)
+	return conf, nil
+}
+
+// operations are the operations on the app's store, for the admin API (on
+// every site) and a handler's pages (on its own).
+func (a *App) operations(sites []ops.SiteConf) *ops.Ops {
+	o := &ops.Ops{
+		Store: a.store, Now: time.Now, Secret: a.secret, Ring: a.links, TicketHasher: a.tickets,
+		Cache: a.sessions, Sites: sites,
+	}
+	if a.mailer != nil { // not a typed nil in the interface
+		o.Mailer = a.mailer
+	}
+	return o
 }
 
 // protect adds a handler's identity header names to the ones every handler
@@ -284,14 +298,14 @@ func (a *App) Start() error {
 	// Every handler has provisioned by now, so each site has all its
 	// origins: one that mails URLs must have one.
 	for _, sc := range a.sites {
-		if a.mailer != nil && (sc.Handler.Invite != nil || sc.Handler.Link != nil) && sc.Site.Origin == "" {
+		if a.mailer != nil && (sc.Invites || sc.Links) && sc.Site.Origin == "" {
 			return fmt.Errorf("latchkey site %q has no origin, but mails links to it (smtp is set and its route takes invites or links): set `origin https://…` in its latchkey handler — URLs in mails never come from a request's Host", sc.Site.Name)
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a.stop = cancel
 	if a.mailer != nil {
-		a.mailer.worker.Start(ctx) // sends the outbox; Stop waits for the mail in flight
+		a.mailer.Start(ctx) // sends the outbox; Stop waits for the mail in flight
 	}
 	go func() {
 		t := time.NewTicker(janitorEvery)
@@ -319,7 +333,7 @@ func (a *App) Stop() error {
 		a.stop()
 	}
 	if a.mailer != nil {
-		a.mailer.worker.Wait()
+		a.mailer.Wait()
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/latchkeyhq/latchkey/internal/invite"
+	"github.com/latchkeyhq/latchkey/internal/ops"
 	"github.com/latchkeyhq/latchkey/internal/site"
 )
 
@@ -305,7 +306,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if len(args) != 2 {
 				return d.Err("ticket needs a place and a purpose: ticket louvre visit")
 			}
-			if !validName(args[0]) || !validName(args[1]) {
+			if !ops.ValidName(args[0]) || !ops.ValidName(args[1]) {
 				return d.Errf("ticket place %q and purpose %q must be words without spaces", args[0], args[1])
 			}
 			if h.Tickets == nil {

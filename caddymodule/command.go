@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -19,8 +18,10 @@ import (
 	"golang.org/x/term"
 
 	"github.com/latchkeyhq/latchkey/internal/gate"
-	"github.com/latchkeyhq/latchkey/internal/session"
+	"github.com/latchkeyhq/latchkey/internal/link"
+	"github.com/latchkeyhq/latchkey/internal/ops"
 	"github.com/latchkeyhq/latchkey/internal/store"
+	"github.com/latchkeyhq/latchkey/internal/ticket"
 )
 
 func init() {
@@ -48,9 +49,9 @@ func buildCommand(cmd *cobra.Command) {
 		Use:   "add --email <address> [--name <name>] [--phone <phone>] [--site <host>] [--role <role>]...",
 		Short: "Adds an active user",
 		Args:  cobra.NoArgs,
-		RunE: withOps(func(c *cobra.Command, o ops, _ []string) error {
+		RunE: withOps(func(c *cobra.Command, o *ops.Ops, _ []string) error {
 			f := c.Flags()
-			var in newUser
+			var in ops.NewUser
 			in.Email, _ = f.GetString("email")
 			in.Name, _ = f.GetString("name")
 			in.Phone, _ = f.GetString("phone")
@@ -59,7 +60,7 @@ func buildCommand(cmd *cobra.Command) {
 			if in.Email == "" {
 				return fmt.Errorf("--email is required")
 			}
-			u, err := o.addUser(c.Context(), in)
+			u, err := o.AddUser(c.Context(), in)
 			if err != nil {
 				return err
 			}
@@ -76,8 +77,8 @@ func buildCommand(cmd *cobra.Command) {
 		Use:   "list",
 		Short: "Lists users",
 		Args:  cobra.NoArgs,
-		RunE: withOps(func(c *cobra.Command, o ops, _ []string) error {
-			us, err := o.st.Users(c.Context())
+		RunE: withOps(func(c *cobra.Command, o *ops.Ops, _ []string) error {
+			us, err := o.Users(c.Context())
 			if err != nil {
 				return err
 			}
@@ -89,9 +90,9 @@ func buildCommand(cmd *cobra.Command) {
 			Use:   verb + " <email|id>",
 			Short: strings.ToUpper(verb[:1]) + verb[1:] + "s a user",
 			Args:  cobra.ExactArgs(1),
-			RunE: withOps(func(c *cobra.Command, o ops, args []string) error {
+			RunE: withOps(func(c *cobra.Command, o *ops.Ops, args []string) error {
 				site, _ := c.Flags().GetString("site")
-				u, err := o.setActive(c.Context(), args[0], site, active)
+				u, err := o.SetActive(c.Context(), args[0], site, active)
 				if err != nil {
 					return err
 				}
@@ -108,10 +109,10 @@ func buildCommand(cmd *cobra.Command) {
 		Use:   "list [--user <email|id>] [--all]",
 		Short: "Lists sessions (active ones unless --all)",
 		Args:  cobra.NoArgs,
-		RunE: withOps(func(c *cobra.Command, o ops, _ []string) error {
+		RunE: withOps(func(c *cobra.Command, o *ops.Ops, _ []string) error {
 			user, _ := c.Flags().GetString("user")
 			all, _ := c.Flags().GetBool("all")
-			ss, err := o.sessions(c.Context(), user, all)
+			ss, err := o.Sessions(c.Context(), user, all)
 			if err != nil {
 				return err
 			}
@@ -124,8 +125,8 @@ func buildCommand(cmd *cobra.Command) {
 		Use:   "revoke <session-id>",
 		Short: "Ends a session at once",
 		Args:  cobra.ExactArgs(1),
-		RunE: withOps(func(c *cobra.Command, o ops, args []string) error {
-			if err := o.revokeSession(c.Context(), args[0]); err != nil {
+		RunE: withOps(func(c *cobra.Command, o *ops.Ops, args []string) error {
+			if err := o.RevokeSession(c.Context(), args[0]); err != nil {
 				return err
 			}
 			fmt.Fprintf(c.OutOrStdout(), "revoked session %s\n", args[0])
@@ -136,26 +137,19 @@ func buildCommand(cmd *cobra.Command) {
 		Use:   "create --user <email|id>",
 		Short: "Starts a session for a user and prints its cookie (for testing and support)",
 		Args:  cobra.NoArgs,
-		RunE: withOps(func(c *cobra.Command, o ops, _ []string) error {
+		RunE: withOps(func(c *cobra.Command, o *ops.Ops, _ []string) error {
 			user, _ := c.Flags().GetString("user")
 			if user == "" {
 				return fmt.Errorf("--user is required")
 			}
-			u, err := o.resolveUser(c.Context(), user, "")
-			if err != nil {
-				return err
-			}
-			var cfg session.Config
-			if lt, _ := c.Flags().GetDuration("lifetime"); lt > 0 {
-				cfg.Lifetime = lt
-			}
-			token, s, err := session.New(o.st, o.secret, cfg, nil, o.now).Start(c.Context(), u.ID, "cli", "", "", "caddy latchkey sessions create")
+			lifetime, _ := c.Flags().GetDuration("lifetime")
+			token, s, u, err := o.StartSession(c.Context(), user, lifetime, "caddy latchkey sessions create")
 			if err != nil {
 				return err
 			}
 			cookieName, _ := c.Flags().GetString("cookie")
 			if wantJSON(c) {
-				return writeJSON(c.OutOrStdout(), map[string]any{"session": toSessionJSON(s), "cookie": cookieName + "=" + token})
+				return writeJSON(c.OutOrStdout(), map[string]any{"session": ops.ToSessionJSON(s), "cookie": cookieName + "=" + token})
 			}
 			fmt.Fprintf(c.OutOrStdout(), "session %s for user %d (%s), until %s\nCookie: %s=%s\n",
 				s.ID, u.ID, u.Email, timeOrDash(s.ExpiresAt), cookieName, token)
@@ -172,15 +166,15 @@ func buildCommand(cmd *cobra.Command) {
 		Use:   "list [--since 1h] [--user <email|id>] [--kind <kind>] [--outcome accepted|refused] [--limit N]",
 		Short: "Lists audit records, newest first",
 		Args:  cobra.NoArgs,
-		RunE: withOps(func(c *cobra.Command, o ops, _ []string) error {
+		RunE: withOps(func(c *cobra.Command, o *ops.Ops, _ []string) error {
 			f := c.Flags()
-			var q auditQuery
+			var q ops.AuditQuery
 			q.Since, _ = f.GetString("since")
 			q.User, _ = f.GetString("user")
 			q.Kind, _ = f.GetString("kind")
 			q.Outcome, _ = f.GetString("outcome")
 			q.Limit, _ = f.GetInt("limit")
-			evs, err := o.audit(c.Context(), q)
+			evs, err := o.Audit(c.Context(), q)
 			if err != nil {
 				return err
 			}
@@ -200,16 +194,12 @@ func buildCommand(cmd *cobra.Command) {
 // cliEnv is what a command knows from its config.
 type cliEnv struct {
 	app   *App
-	sites []siteConf
+	sites []ops.SiteConf
 }
 
 // withOps opens the store named by --config/--adapter for one command and
 // closes it after.
-func withOps(fn func(c *cobra.Command, o ops, args []string) error) func(*cobra.Command, []string) error {
-	return withEnv(func(c *cobra.Command, o ops, _ cliEnv, args []string) error { return fn(c, o, args) })
-}
-
-func withEnv(fn func(c *cobra.Command, o ops, env cliEnv, args []string) error) func(*cobra.Command, []string) error {
+func withOps(fn func(c *cobra.Command, o *ops.Ops, args []string) error) func(*cobra.Command, []string) error {
 	return func(c *cobra.Command, args []string) error {
 		c.SilenceUsage = true
 		configFile, _ := c.Flags().GetString("config")
@@ -236,14 +226,20 @@ func withEnv(fn func(c *cobra.Command, o ops, env cliEnv, args []string) error) 
 			return err
 		}
 		env.app.secret = secret
-		o := ops{st: st, now: time.Now, app: env.app, secret: secret, sites: env.sites}
+		o := &ops.Ops{
+			Store: st, Now: time.Now, Secret: secret, Sites: env.sites,
+			// Built when a command needs them, so that a bad key fails only
+			// the commands that sign.
+			LoadRing:         func() (*link.KeyRing, error) { return env.app.linkKeyRing(repl) },
+			LoadTicketHasher: func() (*ticket.Hasher, error) { return ticket.NewHasher(secret, env.app.Argon2.params()) },
+		}
 		if m, err := env.app.newMailer(repl, st); err != nil {
 			return err
 		} else if m != nil {
-			m.sendNow = true // no outbox worker runs in the CLI
-			o.mailer = m
+			m.SendNow = true // no outbox worker runs in the CLI
+			o.Mailer = m
 		}
-		return fn(c, o, env, args)
+		return fn(c, o, args)
 	}
 }
 
@@ -287,14 +283,14 @@ func writeJSON(w io.Writer, v any) error {
 func printUsers(c *cobra.Command, us []store.User) error {
 	out := c.OutOrStdout()
 	if wantJSON(c) {
-		js := toJSON(us, toUserJSON)
+		js := ops.ToJSON(us, ops.ToUserJSON)
 		return writeJSON(out, js)
 	}
 	tw := newTable(out)
 	fmt.Fprintln(tw, "ID\tEMAIL\tSITE\tNAME\tPHONE\tACTIVE\tROLES\tLOGINS\tLAST LOGIN")
 	for _, u := range us {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%t\t%s\t%d\t%s\n", u.ID, cell(u.Email), dash(u.Site), dash(u.Name), dash(u.Phone),
-			u.Active, dash(strings.Join(toUserJSON(&u).Roles, ",")), u.LoginCount, timeOrDash(u.CurrentLoginAt))
+			u.Active, dash(strings.Join(ops.ToUserJSON(&u).Roles, ",")), u.LoginCount, timeOrDash(u.CurrentLoginAt))
 	}
 	return tw.Flush()
 }
@@ -302,7 +298,7 @@ func printUsers(c *cobra.Command, us []store.User) error {
 func printSessions(c *cobra.Command, ss []store.Session) error {
 	out := c.OutOrStdout()
 	if wantJSON(c) {
-		js := toJSON(ss, toSessionJSON)
+		js := ops.ToJSON(ss, ops.ToSessionJSON)
 		return writeJSON(out, js)
 	}
 	tw := newTable(out)
@@ -317,7 +313,7 @@ func printSessions(c *cobra.Command, ss []store.Session) error {
 func printAudit(c *cobra.Command, evs []store.AuditEvent) error {
 	out := c.OutOrStdout()
 	if wantJSON(c) {
-		js := toJSON(evs, toAuditJSON)
+		js := ops.ToJSON(evs, ops.ToAuditJSON)
 		return writeJSON(out, js)
 	}
 	tw := newTable(out)
@@ -368,9 +364,9 @@ Creates an invite for one person to one site. The code is shown once: only a
 keyed hash of it is stored. With no --email at a terminal, asks for one; with
 neither --send nor --no-send at a terminal, asks whether to mail it now.`,
 		Args: cobra.NoArgs,
-		RunE: withEnv(func(c *cobra.Command, o ops, env cliEnv, _ []string) error {
+		RunE: withOps(func(c *cobra.Command, o *ops.Ops, _ []string) error {
 			f := c.Flags()
-			var in newInvite
+			var in ops.NewInvite
 			in.Email, _ = f.GetString("email")
 			in.Name, _ = f.GetString("name")
 			in.Phone, _ = f.GetString("phone")
@@ -393,16 +389,16 @@ neither --send nor --no-send at a terminal, asks whether to mail it now.`,
 			switch {
 			case send:
 				in.Send = true
-			case !noSend && interactive && o.mailer != nil:
+			case !noSend && interactive && o.CanMail():
 				fmt.Fprintf(c.OutOrStdout(), "Send the invite to %s now? [y/N] ", strings.TrimSpace(in.Email))
 				line, _ := in2.ReadString('\n')
 				in.Send = strings.HasPrefix(strings.ToLower(strings.TrimSpace(line)), "y")
 			}
-			s, err := pickSite(env.sites, in.Domain)
+			s, err := o.PickSite(in.Domain)
 			if err != nil {
 				return err
 			}
-			out, err := o.createInvite(c.Context(), in, s, "cli")
+			out, err := o.CreateInvite(c.Context(), s, in, "cli")
 			if err != nil {
 				return err
 			}
@@ -434,14 +430,14 @@ neither --send nor --no-send at a terminal, asks whether to mail it now.`,
 		Use:   "list [--domain <host>]",
 		Short: "Lists invites, newest first",
 		Args:  cobra.NoArgs,
-		RunE: withOps(func(c *cobra.Command, o ops, _ []string) error {
+		RunE: withOps(func(c *cobra.Command, o *ops.Ops, _ []string) error {
 			domain, _ := c.Flags().GetString("domain")
-			invs, err := o.invites(c.Context(), domain)
+			invs, err := o.Invites(c.Context(), domain)
 			if err != nil {
 				return err
 			}
 			if wantJSON(c) {
-				js := toJSON(invs, toInviteJSON)
+				js := ops.ToJSON(invs, ops.ToInviteJSON)
 				return writeJSON(c.OutOrStdout(), js)
 			}
 			tw := newTable(c.OutOrStdout())
@@ -467,13 +463,13 @@ neither --send nor --no-send at a terminal, asks whether to mail it now.`,
 		Use:   "revoke <id>",
 		Short: "Revokes an invite and ends the sessions it started",
 		Args:  cobra.ExactArgs(1),
-		RunE: withOps(func(c *cobra.Command, o ops, args []string) error {
-			inv, err := o.revokeInvite(c.Context(), args[0])
+		RunE: withOps(func(c *cobra.Command, o *ops.Ops, args []string) error {
+			inv, err := o.RevokeInvite(c.Context(), args[0])
 			if err != nil {
 				return err
 			}
 			if wantJSON(c) {
-				return writeJSON(c.OutOrStdout(), toInviteJSON(inv))
+				return writeJSON(c.OutOrStdout(), ops.ToInviteJSON(inv))
 			}
 			fmt.Fprintf(c.OutOrStdout(), "revoked invite %d (%s)\n", inv.ID, inv.Email)
 			return nil
@@ -483,8 +479,8 @@ neither --send nor --no-send at a terminal, asks whether to mail it now.`,
 		Use:   "send <id>",
 		Short: "Mails an invite again, with a new code (the old one stops working)",
 		Args:  cobra.ExactArgs(1),
-		RunE: withEnv(func(c *cobra.Command, o ops, env cliEnv, args []string) error {
-			out, err := o.sendInvite(c.Context(), args[0])
+		RunE: withOps(func(c *cobra.Command, o *ops.Ops, args []string) error {
+			out, err := o.SendInvite(c.Context(), args[0])
 			if err != nil {
 				return err
 			}
@@ -513,9 +509,9 @@ func linksCommand() *cobra.Command {
 		Use:   "create --user <email|id> --url <url> [--ttl 7d] [--not-before …] [--max-uses N] [--mode request|login] [--method M]... [--data '{…}']",
 		Short: "Mints a signed link for one user and one URL and prints it",
 		Args:  cobra.NoArgs,
-		RunE: withEnv(func(c *cobra.Command, o ops, env cliEnv, _ []string) error {
+		RunE: withOps(func(c *cobra.Command, o *ops.Ops, _ []string) error {
 			f := c.Flags()
-			var in newLink
+			var in ops.NewLink
 			in.User, _ = f.GetString("user")
 			in.URL, _ = f.GetString("url")
 			in.TTL, _ = f.GetString("ttl")
@@ -535,14 +531,8 @@ func linksCommand() *cobra.Command {
 			if in.User == "" || in.URL == "" {
 				return fmt.Errorf("--user and --url are required")
 			}
-			if u, err := url.Parse(in.URL); err == nil {
-				for _, s := range env.sites {
-					if s.Handler.Link != nil && s.Handler.Link.Param != "" && len(s.Site.Hosts) > 0 && s.Site.Serves(u.Host) {
-						in.Param = s.Handler.Link.Param
-					}
-				}
-			}
-			out, err := o.createLink(c.Context(), in, "cli")
+			in.Param = o.LinkParamFor(in.URL)
+			out, err := o.MintLink(c.Context(), in, "cli")
 			if err != nil {
 				return err
 			}
@@ -569,14 +559,14 @@ func linksCommand() *cobra.Command {
 		Use:   "list [--user <email|id>]",
 		Short: "Lists links, newest first",
 		Args:  cobra.NoArgs,
-		RunE: withOps(func(c *cobra.Command, o ops, _ []string) error {
+		RunE: withOps(func(c *cobra.Command, o *ops.Ops, _ []string) error {
 			user, _ := c.Flags().GetString("user")
-			ls, err := o.links(c.Context(), user)
+			ls, err := o.Links(c.Context(), user)
 			if err != nil {
 				return err
 			}
 			if wantJSON(c) {
-				js := toJSON(ls, toLinkJSON)
+				js := ops.ToJSON(ls, ops.ToLinkJSON)
 				return writeJSON(c.OutOrStdout(), js)
 			}
 			tw := newTable(c.OutOrStdout())
@@ -593,8 +583,8 @@ func linksCommand() *cobra.Command {
 		Use:   "show <jti>",
 		Short: "Shows a link and every attempt to use it (IP, browser, status)",
 		Args:  cobra.ExactArgs(1),
-		RunE: withOps(func(c *cobra.Command, o ops, args []string) error {
-			l, err := o.showLink(c.Context(), args[0])
+		RunE: withOps(func(c *cobra.Command, o *ops.Ops, args []string) error {
+			l, err := o.ShowLink(c.Context(), args[0])
 			if err != nil {
 				return err
 			}
@@ -618,13 +608,13 @@ func linksCommand() *cobra.Command {
 		Use:   "revoke <jti> | --user <email|id>",
 		Short: "Revokes one link, or every link of a user",
 		Args:  cobra.MaximumNArgs(1),
-		RunE: withOps(func(c *cobra.Command, o ops, args []string) error {
+		RunE: withOps(func(c *cobra.Command, o *ops.Ops, args []string) error {
 			user, _ := c.Flags().GetString("user")
 			jti := ""
 			if len(args) == 1 {
 				jti = args[0]
 			}
-			msg, err := o.revokeLinks(c.Context(), jti, user)
+			msg, err := o.RevokeLinks(c.Context(), jti, user)
 			if err != nil {
 				return err
 			}
@@ -667,9 +657,9 @@ func ticketsCommand() *cobra.Command {
 		Use:   "create --place <place> --purpose <purpose> [--password …] [--expires 5d] [--user …] [--data '{…}'] [--url …] [--count N]",
 		Short: "Creates tickets and prints their credentials (shown once)",
 		Args:  cobra.NoArgs,
-		RunE: withOps(func(c *cobra.Command, o ops, _ []string) error {
+		RunE: withOps(func(c *cobra.Command, o *ops.Ops, _ []string) error {
 			f := c.Flags()
-			var in newTickets
+			var in ops.NewTickets
 			in.Place, _ = f.GetString("place")
 			in.Purpose, _ = f.GetString("purpose")
 			in.Password, _ = f.GetString("password")
@@ -682,7 +672,7 @@ func ticketsCommand() *cobra.Command {
 			if in.Data, err = parseData(data); err != nil {
 				return err
 			}
-			ts, err := o.createTickets(c.Context(), in)
+			ts, err := o.CreateTickets(c.Context(), in)
 			if err != nil {
 				return err
 			}
@@ -715,18 +705,18 @@ func ticketsCommand() *cobra.Command {
 		Use:   "list [--place …] [--purpose …] [--state valid|in_use|used|revoked|expired]",
 		Short: "Lists tickets, newest first",
 		Args:  cobra.NoArgs,
-		RunE: withOps(func(c *cobra.Command, o ops, _ []string) error {
+		RunE: withOps(func(c *cobra.Command, o *ops.Ops, _ []string) error {
 			f := c.Flags()
 			var tf store.TicketFilter
 			tf.Place, _ = f.GetString("place")
 			tf.Purpose, _ = f.GetString("purpose")
 			tf.State, _ = f.GetString("state")
-			ts, err := o.st.Tickets(c.Context(), tf)
+			ts, err := o.Tickets(c.Context(), tf)
 			if err != nil {
 				return err
 			}
 			if wantJSON(c) {
-				js := toJSON(ts, toTicketJSON)
+				js := ops.ToJSON(ts, ops.ToTicketJSON)
 				return writeJSON(c.OutOrStdout(), js)
 			}
 			tw := newTable(c.OutOrStdout())
@@ -746,8 +736,8 @@ func ticketsCommand() *cobra.Command {
 		Use:   "show <uuid>",
 		Short: "Shows a ticket and every attempt to use it",
 		Args:  cobra.ExactArgs(1),
-		RunE: withOps(func(c *cobra.Command, o ops, args []string) error {
-			t, err := o.showTicket(c.Context(), args[0])
+		RunE: withOps(func(c *cobra.Command, o *ops.Ops, args []string) error {
+			t, err := o.ShowTicket(c.Context(), args[0])
 			if err != nil {
 				return err
 			}
@@ -774,8 +764,8 @@ func ticketsCommand() *cobra.Command {
 		Use:   "revoke <uuid>",
 		Short: "Revokes a ticket",
 		Args:  cobra.ExactArgs(1),
-		RunE: withOps(func(c *cobra.Command, o ops, args []string) error {
-			if err := o.revokeTicket(c.Context(), args[0]); err != nil {
+		RunE: withOps(func(c *cobra.Command, o *ops.Ops, args []string) error {
+			if err := o.RevokeTicket(c.Context(), args[0]); err != nil {
 				return err
 			}
 			fmt.Fprintf(c.OutOrStdout(), "revoked ticket %s\n", args[0])
@@ -792,15 +782,15 @@ func mailCommand() *cobra.Command {
 		Use:   "list [--state queued|sending|sent|failed] [--limit N]",
 		Short: "Lists outbox mails, newest first (never their bodies)",
 		Args:  cobra.NoArgs,
-		RunE: withOps(func(c *cobra.Command, o ops, _ []string) error {
+		RunE: withOps(func(c *cobra.Command, o *ops.Ops, _ []string) error {
 			state, _ := c.Flags().GetString("state")
 			limit, _ := c.Flags().GetInt("limit")
-			ms, err := listMails(c.Context(), o.st, state, limit)
+			ms, err := o.Mails(c.Context(), state, limit)
 			if err != nil {
 				return err
 			}
 			if wantJSON(c) {
-				js := toJSON(ms, toMailJSON)
+				js := ops.ToJSON(ms, ops.ToMailJSON)
 				return writeJSON(c.OutOrStdout(), js)
 			}
 			tw := newTable(c.OutOrStdout())
@@ -820,4 +810,16 @@ func mailCommand() *cobra.Command {
 	list.Flags().Int("limit", 100, "At most this many mails")
 	mailCmd.AddCommand(list)
 	return mailCmd
+}
+
+// parseData reads --data, a JSON object.
+func parseData(s string) (map[string]any, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(s), &m); err != nil {
+		return nil, fmt.Errorf("data: %q is not a JSON object: %v", s, err)
+	}
+	return m, nil
 }

@@ -14,6 +14,7 @@ import (
 	_ "github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/spf13/cobra"
 
+	"github.com/latchkeyhq/latchkey/internal/ops"
 	"github.com/latchkeyhq/latchkey/internal/store"
 	"github.com/latchkeyhq/latchkey/internal/store/sqlite"
 )
@@ -49,7 +50,7 @@ func TestUsersCommands(t *testing.T) {
 	if err != nil {
 		t.Fatalf("users add: %v\n%s", err, out)
 	}
-	var added []userJSON
+	var added []ops.UserJSON
 	if err := json.Unmarshal([]byte(out), &added); err != nil || len(added) != 1 {
 		t.Fatalf("users add --json output %q: %v", out, err)
 	}
@@ -133,7 +134,7 @@ func TestAuditListCommand(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%v\n%s", err, out)
 			}
-			var got []auditJSON
+			var got []ops.AuditJSON
 			if err := json.Unmarshal([]byte(out), &got); err != nil {
 				t.Fatalf("output %q: %v", out, err)
 			}
@@ -165,7 +166,7 @@ func TestSessionsCommands(t *testing.T) {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	var created struct {
-		Session sessionJSON
+		Session ops.SessionJSON
 		Cookie  string
 	}
 	if err := json.Unmarshal([]byte(out), &created); err != nil || !strings.HasPrefix(created.Cookie, "latchkey_session=") {

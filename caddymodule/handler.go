@@ -13,6 +13,7 @@ import (
 
 	"github.com/latchkeyhq/latchkey/internal/gate"
 	"github.com/latchkeyhq/latchkey/internal/invite"
+	"github.com/latchkeyhq/latchkey/internal/ops"
 	"github.com/latchkeyhq/latchkey/internal/pathsafe"
 	"github.com/latchkeyhq/latchkey/internal/session"
 	"github.com/latchkeyhq/latchkey/internal/site"
@@ -163,10 +164,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("latchkey handler: loading latchkey app: %w", err)
 	}
 	app := appIface.(*App)
-	st, err := app.registerSite(h)
+	conf, err := app.registerSite(h)
 	if err != nil {
 		return err
 	}
+	st := conf.Site
+	// The operations the route's own pages share with the CLI and the
+	// admin API, on the route's site only.
+	pageOps := ops.SiteOps{Ops: app.operations([]ops.SiteConf{conf}), Site: conf}
 	var sc SessionConfig
 	if h.Session != nil {
 		sc = *h.Session
@@ -191,9 +196,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.Invite != nil {
 		deps.Invites = invite.NewService(app.store, app.secret, h.Invite.rules(), nil)
 		deps.Throttles[gate.KindInvite] = gate.Throttle{PerIP: h.Invite.Throttle.limiter()}
-		if app.mailer != nil {
-			deps.Mailer = app.mailer
-		}
+		deps.Inviter = pageOps
 	}
 	var lc gate.LinkConfig
 	if h.Link != nil {
@@ -201,12 +204,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		deps.Throttles[gate.KindLink] = gate.Throttle{PerIP: throttle.New(linkFailuresPerIP, time.Minute)}
 		lc = gate.LinkConfig{Param: h.Link.Param, PathPrefixes: h.Link.PathPrefixes, Confirm: h.Link.Confirm == nil || *h.Link.Confirm}
 		if app.mailer != nil {
-			deps.LoginLinks = &loginLinker{
-				ops:    ops{st: app.store, now: time.Now, app: app, secret: app.secret, ring: app.links, sites: []siteConf{{Site: st, Handler: *h}}},
-				mailer: app.mailer,
-				param:  h.Link.Param,
-				site:   st.Name,
-			}
+			deps.LoginLinks = pageOps
 			deps.LinkRequestsPerIP, deps.LinkRequestsPerAddress = gate.NewLinkRequestLimiters()
 		}
 	}
@@ -224,7 +222,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		CookieName:    sc.Cookie,
 		Prefix:        h.Prefix,
 		LoginURL:      h.LoginURL,
-		InviteLength:  h.Invite.length(),
 		Link:          lc,
 		Tickets:       tc,
 		Sessions:      h.Tickets == nil || len(h.Tickets.Accept) == 0 || h.Tickets.also("session"),
@@ -286,7 +283,7 @@ func (h *Handler) Validate() error {
 			}
 		}
 		for _, p := range h.Tickets.Accept {
-			if !validName(p.Place) || !validName(p.Purpose) {
+			if !ops.ValidName(p.Place) || !ops.ValidName(p.Purpose) {
 				return fmt.Errorf("ticket place %q and purpose %q must be words without spaces", p.Place, p.Purpose)
 			}
 		}

@@ -1,25 +1,17 @@
 package gate
 
 import (
-	"context"
 	"net/http"
 	"strconv"
-	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/latchkeyhq/latchkey/internal/invite"
-	"github.com/latchkeyhq/latchkey/internal/store"
 	"github.com/latchkeyhq/latchkey/internal/web"
 )
 
 // StaffRole may use the invite page.
 const StaffRole = "staff"
-
-// Mailer sends an invite.
-type Mailer interface {
-	SendInvite(ctx context.Context, inv *store.Invite, code, loginURL string, usageWindow time.Duration) error
-}
 
 // Messages shown on the login form. One message for every refusal, so that
 // the page does not tell a guesser which codes exist.

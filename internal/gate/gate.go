@@ -66,8 +66,6 @@ type Config struct {
 	// (with next= the page it asked for) instead of getting a 401 page.
 	// When invites or sign-in links are on it defaults to the login page.
 	LoginURL string
-	// InviteLength is the length of codes made on the staff page.
-	InviteLength int
 	// Link is how the route takes signed links (when Deps.Links is set).
 	Link LinkConfig
 	// Tickets, with pairs, makes the route require a one-shot ticket.
@@ -101,9 +99,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Link.Param == "" {
 		c.Link.Param = "token"
-	}
-	if c.InviteLength == 0 {
-		c.InviteLength = invite.DefaultLength
 	}
 	return c
 }
@@ -160,8 +155,12 @@ type Deps struct {
 	Protected *HeaderStripper
 	// Links, when set, makes the route take signed links.
 	Links *link.KeyRing
-	// Invites, when set, turns on the login page and the staff invite page.
+	// Invites, when set, turns on the login page; with Inviter, the staff
+	// invite page too.
 	Invites *invite.Service
+	// Inviter creates the staff page's invites, with the operation the CLI
+	// and the admin API use, and mails them when it can.
+	Inviter Inviter
 	// Throttles per credential kind (KindInvite, KindTicket, KindLink).
 	Throttles map[string]Throttle
 	// LoginLinks, when set, adds an email form to the login page that mails
@@ -171,9 +170,6 @@ type Deps struct {
 	LinkRequestsPerAddress *throttle.Limiter
 	// Tickets checks ticket passwords.
 	Tickets *ticket.Hasher
-	// Mailer sends invite mails from the staff page; nil when no SMTP
-	// server is configured (the page then shows the code).
-	Mailer Mailer
 	// Extra are further kinds of credential, tried after the built-in ones
 	// and before the session cookie.
 	Extra []Credential

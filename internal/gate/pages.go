@@ -6,20 +6,31 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/latchkeyhq/latchkey/internal/mail"
+	"github.com/latchkeyhq/latchkey/internal/ops"
 	"github.com/latchkeyhq/latchkey/internal/store"
 	"github.com/latchkeyhq/latchkey/internal/throttle"
 	"github.com/latchkeyhq/latchkey/internal/web"
 )
 
-// LoginLinker mints a login-mode link for a user and mails it.
+// LoginLinker mints a login-mode link for a user and mails it; ops.SiteOps
+// is one.
 type LoginLinker interface {
 	SendLoginLink(ctx context.Context, u *store.User, targetURL string) error
+}
+
+// Inviter creates an invite to the gate's site for the staff page, as `caddy
+// latchkey invites create` and the admin API do; ops.SiteOps is one.
+type Inviter interface {
+	// CreateInvite makes the invite and, with in.Send, mails it; a failed
+	// mail is reported in the result (Sent false), not as an error.
+	CreateInvite(ctx context.Context, in ops.NewInvite, by string) (ops.InviteJSON, error)
+	// CanMail reports whether there is a mail server to send through.
+	CanMail() bool
 }
 
 // Limits on asking for sign-in links: each request may send a mail, so every
@@ -85,7 +96,7 @@ func (g *Gate) servePage(rq *Request) error {
 			return g.serveLogin(rq)
 		}
 	case g.invite:
-		if g.d.Invites != nil {
+		if g.d.Invites != nil && g.d.Inviter != nil {
 			return g.serveInvitePage(rq)
 		}
 	case g.jwks:
@@ -257,7 +268,8 @@ type invitePage struct {
 // serveInvitePage lets staff of this site invite someone to it. It never
 // hands over an existing account: for an address that has one on the site
 // it mails that address a sign-in link instead of showing a code. It never
-// grants roles.
+// grants roles. The invite itself is made by Deps.Inviter, the operation
+// behind `caddy latchkey invites create` and the admin API.
 func (g *Gate) serveInvitePage(rq *Request) error {
 	w, r, ev := rq.W, rq.R, &rq.Ev
 	ev.Kind = "invite_page"
@@ -314,36 +326,30 @@ func (g *Gate) serveInvitePage(rq *Request) error {
 		g.d.Logger.Error("looking up invitee", zap.Error(err))
 		return g.refuse(rq, &Refusal{Status: http.StatusServiceUnavailable, Reason: "store_error"})
 	}
-	inv := &store.Invite{
-		Site:      g.site.Name,
-		Email:     email,
-		Name:      strings.TrimSpace(form.Get("name")),
-		Phone:     strings.TrimSpace(form.Get("phone")),
-		CreatedBy: "user:" + strconv.FormatInt(u.ID, 10),
+	loginURL, err := g.site.URL(g.login)
+	if err != nil {
+		loginURL = g.login // no origin: the staff member is on the site, a path will do
 	}
-	code, err := g.d.Invites.Create(r.Context(), inv, g.cfg.InviteLength)
+	inv, err := g.d.Inviter.CreateInvite(r.Context(), ops.NewInvite{
+		Email: email, Name: form.Get("name"), Phone: form.Get("phone"),
+		LoginURL: loginURL, Send: g.d.Inviter.CanMail(),
+	}, "user:"+strconv.FormatInt(u.ID, 10))
 	if err != nil {
 		g.d.Logger.Error("creating invite", zap.Error(err))
 		return g.refuse(rq, &Refusal{Status: http.StatusServiceUnavailable, Reason: "store_error"})
 	}
 	ev.Outcome, ev.Reason, ev.CredentialID = store.OutcomeAccepted, "invite_created", strconv.FormatInt(inv.ID, 10)
 	g.record(rq)
-	loginURL, err := g.site.URL(g.login)
-	if err != nil {
-		loginURL = g.login // no origin: the staff member is on the site, a path will do
-	}
 	switch {
-	case g.d.Mailer == nil:
+	case inv.Sent == nil:
 		page.Message = "Invite created for " + inv.Email + ". No mail server is configured, so give them this code yourself."
-		page.Code, page.LoginURL = code, loginURL
+		page.Code, page.LoginURL = inv.Code, inv.LoginURL
+	case !*inv.Sent:
+		g.d.Logger.Warn("sending invite", zap.Int64("invite", inv.ID), zap.String("error", inv.SendError))
+		page.Message = "Invite created for " + inv.Email + " but the mail was not sent (" + inv.SendError + "). Give them this code, or resend it later."
+		page.Failed, page.Code, page.LoginURL = true, inv.Code, inv.LoginURL
 	default:
-		if err := g.d.Mailer.SendInvite(r.Context(), inv, code, loginURL, g.d.Invites.Rules().UsageWindow); err != nil {
-			g.d.Logger.Warn("sending invite", zap.Int64("invite", inv.ID), zap.Error(err))
-			page.Message = "Invite created for " + inv.Email + " but the mail was not sent (" + err.Error() + "). Give them this code, or resend it later."
-			page.Failed, page.Code, page.LoginURL = true, code, loginURL
-		} else {
-			page.Message = "Invite sent to " + inv.Email + "."
-		}
+		page.Message = "Invite sent to " + inv.Email + "."
 	}
 	return g.d.Pages.Render(w, http.StatusOK, web.PageInvite, page)
 }
