@@ -57,7 +57,7 @@ func (s *Store) WriteAudit(ctx context.Context, events []store.AuditEvent) error
 	}
 	now := time.Now().UnixNano()
 	bg := context.WithoutCancel(ctx)
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		st := tx.StmtContext(ctx, s.insertAudit)
 		defer st.Close()
 		args := make([]any, 0, auditColumnCount)

@@ -133,7 +133,7 @@ func (s *Store) RevokeInvite(ctx context.Context, id int64, at time.Time) error 
 	if at.IsZero() {
 		at = time.Now()
 	}
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE invites SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?`, at.UnixNano(), id)
 		if err := oneRow(res, err); err != nil {
 			return err
@@ -213,7 +213,7 @@ func (s *Store) RedeemInvite(ctx context.Context, r *store.Redemption) (*store.U
 		sess  store.Session
 		event store.AuditEvent
 	)
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var uid int64
 		if r.First {
 			var site, email, name, phone string

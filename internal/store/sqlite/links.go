@@ -112,7 +112,7 @@ func (s *Store) RevokeLink(ctx context.Context, jti string, at time.Time) error 
 	if at.IsZero() {
 		at = time.Now()
 	}
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO links (jti, max_uses, created_at, created_by, revoked_at)
 			VALUES (?, 1, ?, 'revoked', ?)
 			ON CONFLICT (jti) DO UPDATE SET revoked_at = coalesce(revoked_at, excluded.revoked_at)`,
@@ -138,7 +138,7 @@ func (s *Store) RevokeUserLinks(ctx context.Context, userID int64, at time.Time)
 	if at.IsZero() {
 		at = time.Now()
 	}
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE users SET links_revoked_before = ? WHERE id = ?`, at.UnixNano(), userID)
 		if err := oneRow(res, err); err != nil {
 			return err
@@ -194,7 +194,7 @@ func (s *Store) UseLink(ctx context.Context, u *store.LinkUse) (int, error) {
 		sess  store.Session
 		event store.AuditEvent
 	)
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO links
 			(jti, user_id, target, mode, max_uses, uses, created_at, created_by, expires_at, site)
 			VALUES (?, ?, ?, ?, ?, 0, ?, 'offline', ?, ?)

@@ -59,7 +59,7 @@ func (s *Store) EnqueueMail(ctx context.Context, m *store.Mail) error {
 		return fail(fmt.Errorf("lease until %v is not after %v", m.LeaseUntil, created))
 	}
 	var id int64
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		err := tx.QueryRowContext(ctx, `INSERT INTO outbox
 			(kind, site, ref, to_addr, to_name, subject, text_body, html_body, state, attempts,
 			 last_error, created_at, next_attempt_at, expires_at, lease_until)
@@ -107,7 +107,7 @@ func (s *Store) ClaimMail(ctx context.Context, now, leaseUntil time.Time, limit 
 		return nil, nil
 	}
 	var out []store.Mail
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, `UPDATE outbox
 			SET state = 'sending', lease_until = ?1, attempts = attempts + 1
 			WHERE id IN (
@@ -175,7 +175,7 @@ func (s *Store) MarkMailFailed(ctx context.Context, id int64, leaseUntil, at tim
 // matches nothing, tells a missing mail (ErrNotFound) from one no longer
 // claimed under leaseUntil (ErrConflict), in the same transaction.
 func (s *Store) finishMail(ctx context.Context, id int64, leaseUntil time.Time, what, query string, args ...any) error {
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, query, args...)
 		if err := oneRow(res, err); !errors.Is(err, store.ErrNotFound) {
 			return err

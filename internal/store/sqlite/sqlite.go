@@ -36,6 +36,7 @@ type Store struct {
 	sessionByHash *sql.Stmt // on r
 	touchSession  *sql.Stmt // on w
 	insertAudit   *sql.Stmt // on w
+	group         *committer
 
 	closeOnce sync.Once
 	closeErr  error
@@ -96,6 +97,7 @@ func open(ctx context.Context, path string) (_ *Store, err error) {
 	if _, err := migrate(ctx, s.w, migrations); err != nil {
 		return nil, err
 	}
+	s.group = newCommitter(s.w)
 
 	if s.r, err = sql.Open("sqlite", dsn(abs, false)); err != nil {
 		return nil, err
@@ -193,6 +195,9 @@ func escapePath(p string) string {
 // Close closes both pools. It is safe to call more than once.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
+		if s.group != nil {
+			s.group.close()
+		}
 		var errs []error
 		for _, st := range []*sql.Stmt{s.sessionByHash, s.touchSession, s.insertAudit} {
 			if st != nil {
@@ -302,19 +307,11 @@ var (
 
 // inTx runs f in a write transaction on the single writer. f must use tx,
 // never s.w: the writer has one connection, which tx holds.
-func (s *Store) inTx(ctx context.Context, f func(tx *sql.Tx) error) error {
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("beginning transaction: %w", err)
-	}
-	if err := f(tx); err != nil {
-		tx.Rollback()
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("committing: %w", err)
-	}
-	return nil
+// inTx runs f in a write transaction, shared with whatever other writes are
+// waiting (see committer); f's writes are undone if it fails. f must use
+// the ctx it is given, which cannot be cancelled.
+func (s *Store) inTx(ctx context.Context, f func(ctx context.Context, tx *sql.Tx) error) error {
+	return s.group.do(ctx, f)
 }
 
 // listRows runs a read query and scans every row into a T; what names the

@@ -145,7 +145,7 @@ func (s *Store) RevokeTicket(ctx context.Context, uuid string, at time.Time) err
 	if at.IsZero() {
 		at = time.Now()
 	}
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE tickets SET state = 'revoked', revoked_at = ?, lease_until = NULL
 			WHERE uuid = ? AND state IN ('valid', 'in_use')`, at.UnixNano(), uuid)
 		if err := oneRow(res, err); !errors.Is(err, store.ErrNotFound) {
@@ -186,7 +186,7 @@ func (s *Store) ClaimTicket(ctx context.Context, uuid string, at, leaseUntil tim
 		return fmt.Errorf("claiming ticket %q: lease until %v is not after %v", uuid, leaseUntil, at)
 	}
 	var event store.AuditEvent
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE tickets SET state = 'in_use', lease_until = ?
 			WHERE uuid = ?
 			  AND (state = 'valid' OR (state = 'in_use' AND lease_until <= ?))
@@ -231,7 +231,7 @@ func (s *Store) FinishTicket(ctx context.Context, uuid string, leaseUntil time.T
 	if at.IsZero() {
 		at = time.Now()
 	}
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var res sql.Result
 		var err error
 		if stamp {

@@ -47,7 +47,7 @@ func scanUser(row interface{ Scan(...any) error }, u *store.User) error {
 // that form back into u along with the new ID and CreatedAt.
 func (s *Store) CreateUser(ctx context.Context, u *store.User) error {
 	var nu store.User
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		nu = *u
 		return insertUser(ctx, tx, &nu)
 	})
