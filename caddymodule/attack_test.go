@@ -1143,7 +1143,9 @@ func atkMore(t *testing.T, r *atkRig) {
 		if resp.StatusCode != 200 {
 			t.Fatalf("email form: %d", resp.StatusCode)
 		}
-		e := r.waitAudit(1, func(e store.AuditEvent) bool { return e.Kind == "link" && e.Path == "/.latchkey/login" && e.Host == r.A.host })[0]
+		e := r.waitAudit(1, func(e store.AuditEvent) bool {
+			return e.Kind == "link" && e.Path == "/.latchkey/login" && e.Host == r.A.host
+		})[0]
 		if e.Reason != "no_account" || e.Outcome != store.OutcomeRefused {
 			t.Errorf("B's user asking A: audited %q %q, want refused no_account", e.Outcome, e.Reason)
 		}

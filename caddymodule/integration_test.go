@@ -396,7 +396,7 @@ func TestEndedSessionsAreRefused(t *testing.T) {
 		{"expired", expired, session.ReasonExpired},
 		{"idle", idle, session.ReasonIdle},
 		{"revoked", revoked, session.ReasonRevoked},
-		{"inactive user", inactiveTok, session.ReasonInactiveUser},
+		{"inactive-user", inactiveTok, session.ReasonInactiveUser},
 		{"unknown", strings.Repeat("A", 43), session.ReasonUnknown},
 		{"malformed", "not-a-token", session.ReasonMalformed},
 	}
