@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin/caddy
 PKGS    := ./...
 
-.PHONY: build run test deps vet fmt-check bench load clean
+.PHONY: build run test deps vet fmt-check bench bench-deps gobench load clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/caddy
@@ -21,22 +21,50 @@ fmt-check:
 vet:
 	$(GO) vet $(PKGS)
 
-# The browser tests drive Debian's Chromium; install it when it is missing.
+# The browser tests drive Debian's Chromium, the PostgreSQL store's tests a
+# PostgreSQL server; install them when they are missing.
 deps:
 	@command -v chromium >/dev/null 2>&1 || command -v "$$CHROMIUM" >/dev/null 2>&1 || { \
 		echo "installing chromium for the browser tests"; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	@# The PostgreSQL store's tests start a throwaway PostgreSQL 15 cluster
+	@# (internal/store/postgres/pgtest) unless LATCHKEY_TEST_PG_DSN names a server.
+	@test -n "$$LATCHKEY_TEST_PG_DSN" || test -x /usr/lib/postgresql/15/bin/initdb || { \
+		echo "installing postgresql-15 for the PostgreSQL store tests"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && { $$SUDO apt-get install -y -qq postgresql-15 >/dev/null 2>&1 || \
+			$$SUDO apt-get install -y -qq postgresql >/dev/null; }; }
 
 test: deps fmt-check vet
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
-# Benchmarks, then the load harness: plain reverse_proxy against latchkey in
-# front of it, in the same run, with ratios.
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
-	$(MAKE) load
+# latchkey next to plain Caddy under wrk, on loopback, in about 3 minutes
+# after the build: separate bin/caddy processes (plain reverse_proxy,
+# latchkey, forward_auth, a 1k and a 1M sessions store), interleaved
+# rounds, a table of ratios, also written to $(BENCH_JSON). Fails if any
+# latchkey request that should succeed does not get its 2xx. BENCHMARKS.md
+# has the latest table. Flags: make bench BENCH_FLAGS='-round 3s'.
+BENCH_JSON  ?= bin/bench-results.json
+BENCH_FLAGS ?=
+bench: bench-deps build
+	$(GO) build -o bin/latchkey-bench ./cmd/latchkey-bench
+	./bin/latchkey-bench -caddy $(BIN) -json $(BENCH_JSON) $(BENCH_FLAGS)
 
+# wrk is Debian's; install it when it is missing.
+bench-deps:
+	@command -v wrk >/dev/null 2>&1 || { \
+		echo "installing wrk for make bench"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq wrk >/dev/null; }
+
+# The Go micro-benchmarks, briefly (not part of make bench).
+GOBENCH_PKGS ?= ./internal/gate/ ./internal/session/
+gobench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 200ms $(GOBENCH_PKGS)
+
+# The in-process load harness: Caddy, clients and upstream in one process,
+# plain reverse_proxy against latchkey, with CPU per request and latencies.
 load:
 	$(GO) run ./cmd/latchkey-load -duration 5s -concurrency 16
 

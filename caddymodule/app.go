@@ -22,6 +22,7 @@ import (
 	"github.com/latchkeyhq/latchkey/internal/ops"
 	"github.com/latchkeyhq/latchkey/internal/session"
 	"github.com/latchkeyhq/latchkey/internal/store"
+	"github.com/latchkeyhq/latchkey/internal/store/postgres"
 	"github.com/latchkeyhq/latchkey/internal/store/sqlite"
 	"github.com/latchkeyhq/latchkey/internal/ticket"
 	"github.com/latchkeyhq/latchkey/internal/web"
@@ -162,11 +163,18 @@ func (a *App) linkKeyRing(repl *caddy.Replacer) (*link.KeyRing, error) {
 
 // StorageConfig names the database.
 type StorageConfig struct {
-	// "sqlite" (the default).
+	// "sqlite" (the default) or "postgres".
 	Driver string `json:"driver,omitempty"`
 	// For sqlite: the database file. A relative path is taken from the
 	// directory Caddy runs in.
 	Path string `json:"path,omitempty"`
+	// For postgres: the DSN, a postgres:// URL or libpq key=value pairs.
+	// Placeholders such as {env.LATCHKEY_PG_DSN} are expanded. It holds a
+	// password, so it is never logged.
+	DSN string `json:"dsn,omitempty"`
+	// For postgres, instead of DSN: a file holding the DSN (surrounding
+	// white space is ignored).
+	DSNFile string `json:"dsn_file,omitempty"`
 }
 
 // AuditConfig tunes the audit writer; zero values take its defaults.
@@ -192,14 +200,14 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	a.poolKey = driver + ":" + target
+	a.poolKey = storePoolKey(driver, target)
 	val, _, err := stores.LoadOrNew(a.poolKey, func() (caddy.Destructor, error) {
 		// Not ctx: the store outlives this config when a reload shares it.
 		st, err := openStore(context.Background(), driver, target)
 		if err != nil {
 			return nil, err
 		}
-		a.logger.Info("opened store", zap.String("driver", driver), zap.String("path", target))
+		a.logger.Info("opened store", zap.String("driver", driver), zap.String("path", describeTarget(driver, target)))
 		return pooledStore{st}, nil
 	})
 	if err != nil {
@@ -240,6 +248,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 func (a *App) Validate() error {
 	if a.Secret != "" && a.SecretFile != "" {
 		return errors.New("secret and secret_file are mutually exclusive")
+	}
+	if a.Storage != nil {
+		return a.Storage.validate(a.Secret != "" || a.SecretFile != "")
 	}
 	return nil
 }
@@ -378,9 +389,13 @@ func (a *App) storageTarget(repl *caddy.Replacer) (driver, target string, err er
 		}
 		return driver, abs, nil
 	case "postgres":
-		return "", "", errors.New("latchkey storage: postgres is not built yet; use sqlite")
+		dsn, err := sc.postgresDSN(repl)
+		if err != nil {
+			return "", "", err
+		}
+		return driver, dsn, nil
 	}
-	return "", "", fmt.Errorf("latchkey storage: unknown driver %q (want sqlite)", driver)
+	return "", "", fmt.Errorf("latchkey storage: unknown driver %q (want sqlite or postgres)", driver)
 }
 
 // DefaultDBPath is where the store lives when none is configured.
@@ -392,6 +407,8 @@ func openStore(ctx context.Context, driver, target string) (store.Store, error) 
 	switch driver {
 	case "sqlite":
 		return sqlite.Open(ctx, target)
+	case "postgres":
+		return postgres.Open(ctx, target)
 	}
 	return nil, fmt.Errorf("latchkey storage: unknown driver %q", driver)
 }

@@ -131,6 +131,8 @@ type atkOpts struct {
 	// aExtra, bExtra, cExtra: extra directives in each site block
 	// (handle_errors { … }).
 	aExtra, bExtra, cExtra string
+	// noSMTP leaves the mail server out: the staff page then shows codes.
+	noSMTP bool
 }
 
 func startAtkRig(t *testing.T, o atkOpts) *atkRig {
@@ -138,7 +140,10 @@ func startAtkRig(t *testing.T, o atkOpts) *atkRig {
 	dir := t.TempDir()
 	r := &atkRig{t: t, dir: dir, db: filepath.Join(dir, "state", "latchkey.db"), admin: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 		secret: []byte(testSecret), mail: &mailtest.Backend{}}
-	smtpAddr := mailtest.Serve(t, r.mail, nil)
+	smtp := fmt.Sprintf("smtp %s {\n\t\t\tfrom \"Example <noreply@example.com>\"\n\t\t\ttls none\n\t\t\ttimeout 2s\n\t\t}", mailtest.Serve(t, r.mail, nil))
+	if o.noSMTP {
+		smtp = ""
+	}
 	pa, pb, pc := freePort(t), freePort(t), freePort(t)
 	r.A = &atkSite{label: "A", name: "127.0.0.1", port: pa, host: fmt.Sprintf("127.0.0.1:%d", pa), origin: fmt.Sprintf("http://127.0.0.1:%d", pa), up: newAtkUpstream(t, "A")}
 	r.B = &atkSite{label: "B", name: "localhost", port: pb, host: fmt.Sprintf("localhost:%d", pb), origin: fmt.Sprintf("http://localhost:%d", pb), up: newAtkUpstream(t, "B")}
@@ -155,11 +160,7 @@ func startAtkRig(t *testing.T, o atkOpts) *atkRig {
 	latchkey {
 		storage sqlite %s
 		secret %s
-		smtp %s {
-			from "Example <noreply@example.com>"
-			tls none
-			timeout 2s
-		}
+		%s
 	}
 }
 
@@ -220,7 +221,7 @@ http://:%d {
 	reverse_proxy %s
 	%s
 }
-`, r.admin, filepath.Join(dir, "caddy"), o.global, r.db, testSecret, smtpAddr,
+`, r.admin, filepath.Join(dir, "caddy"), o.global, r.db, testSecret, smtp,
 		pa, up(r.A), up(r.A), up(r.A), up(r.A), o.aExtra,
 		pb, up(r.B), o.bExtra,
 		pc, r.C.origin, up(r.C), o.cExtra)
@@ -604,8 +605,11 @@ func sessionCookieHdr(token string) []string {
 	return []string{"Cookie", "latchkey_session=" + token}
 }
 
-// normName is a header name as upstreams may read it: lower case, '_' as '-'.
-func normName(k string) string { return strings.ReplaceAll(strings.ToLower(k), "_", "-") }
+// normName is a header name as upstreams may read it: lower case, '_' and
+// '.' as '-' (CGI and PHP fold all three onto one variable).
+func normName(k string) string {
+	return strings.NewReplacer("_", "-", ".", "-").Replace(strings.ToLower(k))
+}
 
 // headerValues is every value of every header whose name reads as name.
 func headerValues(h http.Header, name string) []string {

@@ -23,6 +23,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 
 	"github.com/latchkeyhq/latchkey/internal/store"
+	"github.com/latchkeyhq/latchkey/mint"
 )
 
 func TestAttack(t *testing.T) {
@@ -36,6 +37,7 @@ func TestAttack(t *testing.T) {
 		{"02 cross-site staff", atkOpts{}, atkCrossSiteStaff},
 		{"03 host-poisoned mail", atkOpts{}, atkHostPoisonedMail},
 		{"04 identity headers and Connection", atkOpts{}, atkIdentityHeaders},
+		{"04b identity headers the server lets through with '_' and '.'", atkOpts{global: "servers {\n\t\texpected_underscore_headers x_user_id x_session_id x_remote_user x_shop_user x_latchkey_link_data\n\t\texpected_dot_headers x.user.id x.shop.user x.latchkey.link.data\n\t}"}, atkAllowedSpellings},
 		{"05 trailers", atkOpts{}, atkTrailers},
 		{"06 forwarded session cookie", atkOpts{}, atkForwardedCookie},
 		{"07 link prefix path tricks", atkOpts{}, atkLinkPrefixPaths},
@@ -391,6 +393,36 @@ func atkIdentityHeaders(t *testing.T, r *atkRig) {
 		if s.up.count() != before {
 			t.Errorf("forged identity without a credential reached upstream %s", s.label)
 		}
+	}
+}
+
+// 4b. Caddy drops header names with '_' or '.' unless the server allows
+// them (for CGI and PHP backends, which fold '-', '_' and '.' onto one
+// variable): when it does, the gateway still removes client copies of
+// identity headers in those spellings.
+func atkAllowedSpellings(t *testing.T, r *atkRig) {
+	u := r.user("", "dot@example.com")
+	tokA, sA := r.session(r.A.name, u)
+	tokC, sC := r.session(r.C.name, u)
+	uid := fmt.Sprint(u.ID)
+	forged := pairs("x_user_id", "1", "X_Shop_User", "2", "x_remote_user", "3", "x_session_id", "forged",
+		"x.user.id", "4", "X.Shop.User", "5", "x_latchkey_link_data", "{}", "x.latchkey.link.data", "{}")
+	for _, c := range []struct {
+		name string
+		site *atkSite
+		tok  string
+		want map[string]string
+	}{
+		{"A", r.A, tokA, map[string]string{"X-User-ID": uid, "X-Session-ID": sA.ID}},
+		{"C", r.C, tokC, map[string]string{"X-Shop-User": uid, "X-Session-ID": sC.ID}},
+	} {
+		hdr := append(pairs("Cookie", "latchkey_session="+c.tok, "x_harmless", "ok"), forged...)
+		resp := c.site.send(t, rawReq{Target: "/spellings", Header: hdr})
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: %d", c.name, resp.StatusCode)
+		}
+		seen := c.site.up.last(t)
+		checkIdentity(t, "site "+c.name, seen, c.want)
 	}
 }
 
@@ -1081,8 +1113,38 @@ func atkMore(t *testing.T, r *atkRig) {
 		if resp := r.A.get(t, gtarget); resp.StatusCode != 200 {
 			t.Errorf("control: the global user's link on A: %d", resp.StatusCode)
 		}
+		// A link an app minted itself (no row yet) for A's user: the user
+		// belongs to A, so C refuses it before it is recorded anywhere.
+		raw, info, err := mint.New(r.secret).Link(mint.Options{UserID: alice.ID, URL: r.A.origin + "/offline", Unlimited: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ou, _ := url.Parse(raw)
+		if resp := r.C.send(t, rawReq{Target: ou.RequestURI(), Host: r.A.host}); resp.StatusCode != http.StatusForbidden {
+			t.Errorf("an app-minted link of A's user on C with A's Host: %d, want 403", resp.StatusCode)
+		}
+		r.waitAudit(1, func(e store.AuditEvent) bool { return e.CredentialID == info.JTI && e.Reason == "wrong_site" })
+		if resp := r.A.get(t, ou.RequestURI()); resp.StatusCode != 200 {
+			t.Errorf("control: the app-minted link on A: %d", resp.StatusCode)
+		}
 		if r.B.up.count()+r.C.up.count() != 0 {
 			t.Error("a link of A reached B's or C's upstream")
+		}
+	})
+
+	t.Run("markup in next and in a link's query", func(t *testing.T) {
+		xss := `"><script>alert(1)</script>`
+		page := r.A.get(t, "/.latchkey/login?next="+url.QueryEscape("/?x="+xss))
+		if page.StatusCode != 200 || bytes.Contains(page.Body, []byte("<script>alert(1)")) {
+			t.Errorf("login page with markup in next: %d, markup unescaped: %v", page.StatusCode, bytes.Contains(page.Body, []byte("<script>alert(1)")))
+		}
+		l := r.mintLink("--user", "alice@example.com", "--url", r.A.origin+"/unsubscribe/news")
+		_, target := l.split(t)
+		for _, q := range []string{"&x=" + url.QueryEscape(xss), "&x=" + xss, "&" + url.QueryEscape(xss) + "=1"} {
+			resp := r.A.get(t, target+q)
+			if resp.StatusCode == 200 && bytes.Contains(resp.Body, []byte("<script>alert(1)")) {
+				t.Errorf("the confirmation page shows the query's markup unescaped (%q)", q)
+			}
 		}
 	})
 

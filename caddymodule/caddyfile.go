@@ -31,6 +31,11 @@ func init() {
 //
 //	latchkey {
 //		storage sqlite <path>
+//		storage postgres <dsn>
+//		storage postgres {
+//			dsn <dsn>
+//			dsn_file <path>
+//		}
 //		secret <value>
 //		secret_file <path>
 //		templates <dir>
@@ -54,7 +59,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 		case "storage":
 			args := d.RemainingArgs()
 			if len(args) == 0 {
-				return nil, d.Err("storage needs a driver: storage sqlite <path>")
+				return nil, d.Err("storage needs a driver: storage sqlite <path>, or storage postgres <dsn>")
 			}
 			switch args[0] {
 			case "sqlite":
@@ -62,8 +67,14 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 					return nil, d.Err("storage sqlite needs exactly one path: storage sqlite <path>")
 				}
 				app.Storage = &StorageConfig{Driver: "sqlite", Path: args[1]}
+			case "postgres":
+				sc, err := parsePostgresStorage(d, args[1:])
+				if err != nil {
+					return nil, err
+				}
+				app.Storage = sc
 			default:
-				return nil, d.Errf("unknown storage driver %q (want sqlite)", args[0])
+				return nil, d.Errf("unknown storage driver %q (want sqlite or postgres)", args[0])
 			}
 		case "secret":
 			if err := oneArg(d, &app.Secret); err != nil {

@@ -11,11 +11,15 @@ import (
 
 // generatedSecretPath is where the secret generated for a store is kept:
 // for SQLite, beside the database file (keys.SecretPath), so the server and
-// the CLI find it from the same storage setting.
+// the CLI find it from the same storage setting. PostgreSQL has no such
+// place, so there the secret must be configured.
 func generatedSecretPath(driver, target string) (string, error) {
 	switch driver {
 	case "sqlite":
 		return keys.SecretPath(target), nil
+	case "postgres":
+		// target is the DSN: never in an error.
+		return "", errors.New(postgresSecretHelp)
 	}
 	return "", fmt.Errorf("latchkey: storage %s cannot keep a generated secret; configure secret or secret_file", driver)
 }

@@ -19,11 +19,12 @@ func IdentityHeaders(names ...string) []string {
 }
 
 // HeaderStripper removes every client-sent copy of the headers the gateway
-// vouches for. Upstreams (and proxies between) may treat X_User_Id or
-// x-user-id as X-User-ID, so names are compared case-insensitively with '_'
-// and '-' taken as equal.
+// vouches for. Upstreams (and proxies between) may treat X_User_Id, X.User.Id
+// or x-user-id as X-User-ID (CGI and PHP fold '-', '_' and '.' onto one
+// variable), so names are compared case-insensitively with '_', '.' and '-'
+// taken as equal.
 type HeaderStripper struct {
-	names    []string // normalised: lower case, '-' for '_'
+	names    []string // normalised: lower case, '-' for '_' and '.'
 	prefixes []string // normalised, e.g. "x-latchkey-"
 }
 
@@ -138,7 +139,7 @@ func equalFoldHeader(key, norm string) bool {
 		c := key[i]
 		if 'A' <= c && c <= 'Z' {
 			c += 'a' - 'A'
-		} else if c == '_' {
+		} else if c == '_' || c == '.' {
 			c = '-'
 		}
 		if c != norm[i] {
@@ -149,7 +150,7 @@ func equalFoldHeader(key, norm string) bool {
 }
 
 func normalise(name string) string {
-	return strings.ReplaceAll(strings.ToLower(name), "_", "-")
+	return strings.NewReplacer("_", "-", ".", "-").Replace(strings.ToLower(name))
 }
 
 // removeCookie drops every cookie called name from the Cookie headers,

@@ -1,0 +1,255 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/latchkeyhq/latchkey/internal/store"
+)
+
+const linkColumns = `jti, user_id, target, mode, max_uses, uses, created_at, created_by,
+	expires_at, first_used_at, last_used_at, revoked_at, site`
+
+func scanLink(row scanner, l *store.Link) error {
+	var user, created, expires, firstUsed, lastUsed, revoked *int64
+	if err := row.Scan(&l.JTI, &user, &l.Target, &l.Mode, &l.MaxUses, &l.Uses, &created, &l.CreatedBy,
+		&expires, &firstUsed, &lastUsed, &revoked, &l.Site); err != nil {
+		return err
+	}
+	l.UserID = 0
+	if user != nil {
+		l.UserID = *user
+	}
+	l.CreatedAt, l.ExpiresAt = fromNanos(created), fromNanos(expires)
+	l.FirstUsedAt, l.LastUsedAt, l.RevokedAt = fromNanos(firstUsed), fromNanos(lastUsed), fromNanos(revoked)
+	return nil
+}
+
+// CreateLink stores l as given, with CreatedAt now if zero (written back
+// into l). A JTI that has a row already, a placeholder left by RevokeLink
+// included, is store.ErrConflict; a UserID with no user is
+// store.ErrNotFound.
+func (s *Store) CreateLink(ctx context.Context, l *store.Link) error {
+	fail := func(err error) error {
+		return fmt.Errorf("creating link %q for user %d: %w", l.JTI, l.UserID, err)
+	}
+	switch {
+	case l.JTI == "":
+		return fail(errors.New("empty jti"))
+	case l.MaxUses < 0:
+		return fail(fmt.Errorf("negative max uses %d", l.MaxUses))
+	case !storable(l.JTI) || !storable(l.Site) || !storable(l.Target) || !storable(l.Mode):
+		return fail(errors.New("jti, site, target or mode is not valid UTF-8"))
+	}
+	created := l.CreatedAt
+	if created.IsZero() {
+		created = time.Now()
+	}
+	_, err := s.pool.Exec(ctx, `INSERT INTO links
+		(jti, user_id, target, mode, max_uses, uses, created_at, created_by,
+		 expires_at, first_used_at, last_used_at, revoked_at, site)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+		l.JTI, nullID(l.UserID), l.Target, l.Mode, l.MaxUses, l.Uses, created.UnixNano(), text(l.CreatedBy),
+		nanos(l.ExpiresAt), nanos(l.FirstUsedAt), nanos(l.LastUsedAt), nanos(l.RevokedAt), l.Site)
+	switch {
+	case isUniqueViolation(err):
+		return fail(fmt.Errorf("jti taken: %w", store.ErrConflict))
+	case isForeignKeyViolation(err):
+		return fail(fmt.Errorf("user %d: %w", l.UserID, store.ErrNotFound))
+	case err != nil:
+		return fail(err)
+	}
+	l.CreatedAt = created
+	return nil
+}
+
+func (s *Store) Link(ctx context.Context, jti string) (*store.Link, error) {
+	if !storable(jti) {
+		return nil, fmt.Errorf("link %q: %w", jti, store.ErrNotFound)
+	}
+	var l store.Link
+	err := scanLink(s.pool.QueryRow(ctx, `SELECT `+linkColumns+` FROM links WHERE jti = $1`, jti), &l)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("link %q: %w", jti, store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading link %q: %w", jti, err)
+	}
+	return &l, nil
+}
+
+// Links lists newest first (by CreatedAt, then most recently inserted); a
+// zero Limit means no limit.
+func (s *Store) Links(ctx context.Context, f store.LinkFilter) ([]store.Link, error) {
+	var w where
+	if f.UserID != 0 {
+		w.add(`user_id = ?`, f.UserID)
+	}
+	q := `SELECT ` + linkColumns + ` FROM links` + w.sql() + ` ORDER BY created_at DESC, seq DESC` + w.limit(f.Limit)
+	return listRows(ctx, s.pool, fmt.Sprintf("links %+v", f), q, w.args, scanLink)
+}
+
+// RevokeLink is one upsert: an existing row keeps its first revocation
+// time, and a JTI with no row gets a placeholder that is revoked from the
+// start (created at at, by "revoked", max_uses 1, no user, no expiry), so
+// that UseLink's insert finds it and its update refuses the use. The
+// sessions the link started end in the same transaction. A zero at means
+// now.
+func (s *Store) RevokeLink(ctx context.Context, jti string, at time.Time) error {
+	if jti == "" {
+		return errors.New("revoking link: empty jti")
+	}
+	if !storable(jti) {
+		// No link can have it: signed tokens carry valid UTF-8 JSON.
+		return fmt.Errorf("revoking link %q: jti is not valid UTF-8", jti)
+	}
+	if at.IsZero() {
+		at = time.Now()
+	}
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO links (jti, max_uses, created_at, created_by, revoked_at)
+			VALUES ($1, 1, $2, 'revoked', $2)
+			ON CONFLICT (jti) DO UPDATE SET revoked_at = coalesce(links.revoked_at, excluded.revoked_at)`,
+			jti, at.UnixNano()); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `UPDATE sessions SET revoked_at = $1 WHERE kind = 'link' AND credential_id = $2 AND revoked_at IS NULL`,
+			at.UnixNano(), jti)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("revoking link %q: %w", jti, err)
+	}
+	return nil
+}
+
+// RevokeUserLinks sets the user's links_revoked_before to at (later calls
+// overwrite it, whether earlier or later) and revokes at at whichever of the
+// user's rows and link sessions are not revoked yet, in one transaction. A
+// zero at means now.
+func (s *Store) RevokeUserLinks(ctx context.Context, userID int64, at time.Time) error {
+	if at.IsZero() {
+		at = time.Now()
+	}
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE users SET links_revoked_before = $1 WHERE id = $2`, at.UnixNano(), userID)
+		if err := oneRow(tag, err); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE links SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL`,
+			at.UnixNano(), userID); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE sessions SET revoked_at = $1 WHERE kind = 'link' AND user_id = $2 AND revoked_at IS NULL`,
+			at.UnixNano(), userID)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("revoking links of user %d: %w", userID, err)
+	}
+	return nil
+}
+
+// UseLink runs in one transaction. The row of a link minted offline is
+// created from u (created at u.At, by "offline") with INSERT … ON CONFLICT
+// DO NOTHING: of concurrent first uses one inserts, and the others' inserts
+// wait for it to commit and then do nothing. An existing row is kept as it
+// is, so its max_uses and revocation are the ones that count. The use is
+// then one conditional UPDATE; concurrent ones queue on the row lock and
+// each re-checks uses < max_uses against the newest count, so together
+// they cannot exceed it. The row's expiry is not checked here: the caller
+// has checked the token's.
+//
+// Only that UPDATE reports store.ErrConflict; a taken session ID or token
+// hash is an error that is not ErrConflict. Either way nothing is written,
+// the row of an offline link included.
+//
+// The audit record takes u.UserID if its UserID is zero and the session's
+// ID if its SessionID is empty, and a zero Time is stored as u.At. Session
+// and Audit are written back only once the transaction commits. A zero u.At
+// means now.
+func (s *Store) UseLink(ctx context.Context, u *store.LinkUse) (int, error) {
+	fail := func(err error) error {
+		return fmt.Errorf("using link %q: %w", u.JTI, err)
+	}
+	switch {
+	case u.JTI == "":
+		return 0, fail(errors.New("empty jti"))
+	case u.MaxUses < 0:
+		return 0, fail(fmt.Errorf("negative max uses %d", u.MaxUses))
+	case !storable(u.JTI) || !storable(u.Site) || !storable(u.Target) || !storable(u.Mode):
+		return 0, fail(errors.New("jti, site, target or mode is not valid UTF-8"))
+	}
+	at := u.At
+	if at.IsZero() {
+		at = time.Now()
+	}
+	var (
+		uses  int
+		sess  store.Session
+		event store.AuditEvent
+	)
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO links
+			(jti, user_id, target, mode, max_uses, uses, created_at, created_by, expires_at, site)
+			VALUES ($1, $2, $3, $4, $5, 0, $6, 'offline', $7, $8)
+			ON CONFLICT (jti) DO NOTHING`,
+			u.JTI, nullID(u.UserID), u.Target, u.Mode, u.MaxUses, at.UnixNano(), nanos(u.ExpiresAt), u.Site)
+		switch {
+		case isForeignKeyViolation(err):
+			return fmt.Errorf("recording link: user %d: %w", u.UserID, store.ErrNotFound)
+		case err != nil:
+			return fmt.Errorf("recording link: %w", err)
+		}
+		err = tx.QueryRow(ctx, `UPDATE links
+			SET uses = uses + 1, first_used_at = coalesce(first_used_at, $1), last_used_at = $1
+			WHERE jti = $2 AND revoked_at IS NULL AND (max_uses = 0 OR uses < max_uses)
+				AND site = $3
+			RETURNING uses`,
+			at.UnixNano(), u.JTI, u.Site).Scan(&uses)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("used up, revoked or of another site: %w", store.ErrConflict)
+		}
+		if err != nil {
+			return fmt.Errorf("recording use: %w", err)
+		}
+
+		if u.Session != nil {
+			sess = *u.Session
+			if err := insertSession(ctx, tx, &sess); err != nil {
+				if errors.Is(err, store.ErrConflict) {
+					// Not the caller's ErrConflict: see above.
+					return fmt.Errorf("creating session %q for user %d: session ID or token hash already taken", sess.ID, sess.UserID)
+				}
+				return err
+			}
+		}
+		if u.Audit != nil {
+			event = *u.Audit
+			if event.UserID == 0 {
+				event.UserID = u.UserID
+			}
+			if event.SessionID == "" && u.Session != nil {
+				event.SessionID = sess.ID
+			}
+			if err := insertAudit(ctx, tx, &event, at); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fail(err)
+	}
+	if u.Session != nil {
+		*u.Session = sess
+	}
+	if u.Audit != nil {
+		*u.Audit = event
+	}
+	return uses, nil
+}
