@@ -10,6 +10,7 @@ package caddymodule_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"mime/multipart"
@@ -18,6 +19,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -532,6 +534,20 @@ func atkForwardedCookie(t *testing.T, r *atkRig) {
 		}
 		if strings.Join(got, " ") != strings.Join(c.want, " ") {
 			t.Errorf("%s: upstream cookies %q (Cookie %q), want %q", c.name, got, seen.Header["Cookie"], c.want)
+		}
+	}
+	// A browser with a session sends its cookie along with a link or a
+	// ticket too: it stays in the gateway there as well.
+	l := r.mintLink("--user", "coco@example.com", "--url", r.A.origin+"/unsubscribe/news", "--max-uses", "0")
+	_, linkTarget := l.split(t)
+	tk := r.ticket("--place", "louvre", "--purpose", "visit")
+	for _, target := range []string{linkTarget, "/louvre/room?uuid=" + tk.UUID + "&password=" + url.QueryEscape(tk.Password)} {
+		if resp := r.A.get(t, target, "Cookie", "a=1; latchkey_session="+tok); resp.StatusCode != 200 {
+			t.Errorf("%s with a session cookie: %d", target, resp.StatusCode)
+			continue
+		}
+		if got := r.A.up.last(t).Header["Cookie"]; len(got) != 1 || got[0] != "a=1" {
+			t.Errorf("%s: upstream Cookie %q, want only a=1", target, got)
 		}
 	}
 }
@@ -1132,6 +1148,47 @@ func atkMore(t *testing.T, r *atkRig) {
 		}
 	})
 
+	t.Run("an invite refusal page says nothing of the code", func(t *testing.T) {
+		revokedCode, revoked := r.invite(r.A.name, "rev@example.com")
+		if err := r.st.RevokeInvite(ctx, revoked.ID, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		otherSite, _ := r.invite(r.B.name, "elsewhere@example.com")
+		bodies := map[string]string{}
+		for name, code := range map[string]string{"unknown": "ZZZZZZ999", "of another site": otherSite, "revoked": revokedCode} {
+			resp := r.A.postForm(t, "/.latchkey/login", url.Values{"code": {code}})
+			if resp.StatusCode != http.StatusUnauthorized {
+				t.Errorf("%s code: %d, want 401", name, resp.StatusCode)
+			}
+			bodies[name] = string(resp.Body)
+		}
+		if bodies["unknown"] != bodies["of another site"] || bodies["unknown"] != bodies["revoked"] {
+			t.Errorf("the login page answers an unknown code, a revoked one and one of another site differently")
+		}
+	})
+
+	t.Run("logout on one route ends the session on every route of the site; GET does not log out", func(t *testing.T) {
+		u := r.user(r.A.name, "out@example.com")
+		tok, _ := r.session(r.A.name, u)
+		if resp := r.A.get(t, "/custom/warm", sessionCookieHdr(tok)...); resp.StatusCode != 200 {
+			t.Fatalf("control: %d", resp.StatusCode)
+		}
+		for _, m := range []string{http.MethodGet, http.MethodHead} {
+			r.A.send(t, rawReq{Method: m, Target: "/.latchkey/logout", Header: pairs(sessionCookieHdr(tok)...)})
+		}
+		if resp := r.A.get(t, "/custom/after-get", sessionCookieHdr(tok)...); resp.StatusCode != 200 {
+			t.Errorf("GET of the logout page ended the session: %d", resp.StatusCode)
+		}
+		if resp := r.A.postForm(t, "/.latchkey/logout", nil, sessionCookieHdr(tok)...); resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("logout: %d", resp.StatusCode)
+		}
+		for _, p := range []string{"/custom/after", "/after", "/unsubscribe/after"} {
+			if resp := r.A.get(t, p, sessionCookieHdr(tok)...); resp.StatusCode != http.StatusUnauthorized {
+				t.Errorf("%s after logout: %d, want 401", p, resp.StatusCode)
+			}
+		}
+	})
+
 	t.Run("markup in next and in a link's query", func(t *testing.T) {
 		xss := `"><script>alert(1)</script>`
 		page := r.A.get(t, "/.latchkey/login?next="+url.QueryEscape("/?x="+xss))
@@ -1269,6 +1326,47 @@ func atkMore(t *testing.T, r *atkRig) {
 		for _, s := range r.A.up.all()[before:] {
 			if strings.Contains(strings.ToLower(s.URI), "token=") && strings.Contains(s.URI, token) {
 				t.Errorf("upstream got the token in %q", s.URI)
+			}
+		}
+	})
+
+	t.Run("forged tokens and ticket parameters twice", func(t *testing.T) {
+		before := r.A.up.count()
+		l := r.mintLink("--user", "alice@example.com", "--url", r.A.origin+"/p", "--max-uses", "0")
+		tok, _ := l.split(t)
+		parts := strings.Split(tok, ".")
+		none := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","kid":"default","typ":"JWT"}`))
+		claims, _ := base64.RawURLEncoding.DecodeString(parts[1])
+		other := base64.RawURLEncoding.EncodeToString(bytes.Replace(claims, []byte(`"sub":"`+fmt.Sprint(alice.ID)+`"`), []byte(`"sub":"`+fmt.Sprint(global.ID)+`"`), 1))
+		for _, forged := range []string{none + "." + parts[1] + ".", none + "." + parts[1], parts[0] + "." + parts[1] + ".", parts[0] + "." + other + "." + parts[2]} {
+			if resp := r.A.get(t, "/p?token="+forged); resp.StatusCode != http.StatusUnauthorized {
+				t.Errorf("forged token %q: %d, want 401", forged, resp.StatusCode)
+			}
+		}
+		if r.A.up.count() != before {
+			t.Fatal("a forged token reached the upstream")
+		}
+		if resp := r.A.get(t, "/p?token="+tok); resp.StatusCode != 200 {
+			t.Errorf("control: the genuine token: %d", resp.StatusCode)
+		}
+		for _, mk := range []func(uuid, pw string) rawReq{
+			func(uuid, pw string) rawReq {
+				return rawReq{Target: "/louvre/room?uuid=" + uuid + "&password=" + pw + "&password=x&uuid=" + uuid}
+			},
+			func(uuid, pw string) rawReq {
+				return rawReq{Method: http.MethodPost, Target: "/louvre/room?uuid=" + uuid + "&password=" + pw,
+					Header: pairs("Content-Type", "application/x-www-form-urlencoded"), Body: "password=" + pw + "&uuid=" + uuid + "&x=1&password=again"}
+			},
+		} {
+			tk := r.ticket("--place", "louvre", "--purpose", "visit")
+			rq := mk(tk.UUID, url.QueryEscape(tk.Password))
+			if resp := r.A.send(t, rq); resp.StatusCode != 200 {
+				t.Errorf("ticket %s %s: %d", rq.Method, rq.Target, resp.StatusCode)
+				continue
+			}
+			seen := r.A.up.last(t)
+			if strings.Contains(seen.URI+string(seen.Body), tk.Password) || strings.Contains(seen.URI+string(seen.Body), "password") {
+				t.Errorf("ticket %s %s: upstream got %s %q", rq.Method, rq.Target, seen.URI, seen.Body)
 			}
 		}
 	})
