@@ -234,20 +234,23 @@ func cookieLines(path string, tokens []string) []string {
 	return out
 }
 
-// fromClient adds an X-Forwarded-For header to each line: the i-th line
-// comes from client 10.x.y.z number i. Every one-shot credential is used
-// by somebody else, as in life; the gateway, behind the loopback as a
-// trusted proxy, takes the header as the client IP. (All from 127.0.0.1,
-// the per-IP throttles, which reserve an attempt before the credential is
-// checked, would refuse 32 concurrent good requests with 429.)
+// fromClient adds an X-Forwarded-For header to each line: line i comes
+// from client 10.0.x.y number i mod 1024, so that no two of the 32
+// connections' requests in flight share a client IP. The gateway, behind
+// the loopback as a trusted proxy, takes the header as the client IP. (All
+// from 127.0.0.1, the per-IP throttles, which reserve an attempt before
+// the credential is checked and give it back when it was good, would
+// refuse good requests 429 beyond 10 (tickets) or 30 (links) in flight.)
 func fromClient(lines []string) []string {
 	out := make([]string, len(lines))
 	for i, l := range lines {
-		n := i + 1
-		out[i] = fmt.Sprintf("%s\tX-Forwarded-For: 10.%d.%d.%d", l, n>>16&255, n>>8&255, n&255)
+		n := i%clientIPs + 1
+		out[i] = fmt.Sprintf("%s\tX-Forwarded-For: 10.0.%d.%d", l, n>>8&255, n&255)
 	}
 	return out
 }
+
+const clientIPs = 1024
 
 func repeat(line string, n int) []string {
 	out := make([]string, n)

@@ -271,6 +271,7 @@ type Result struct {
 		PoolRate  int     `json:"pool_rate"`
 	} `json:"settings"`
 	Rows      []Row            `json:"rows"`
+	Groups    []string         `json:"groups"` // the targets measured together, in order
 	Targets   []*target        `json:"targets"`
 	Processes []ProcessResult  `json:"processes"`
 	Checks    map[string]int64 `json:"checks"`
@@ -312,6 +313,8 @@ type ProcessResult struct {
 	PeakMB float64 `json:"peak_rss_mb"` // VmHWM
 	RSSMB  float64 `json:"rss_mb"`      // VmRSS at the end
 	CPUS   float64 `json:"cpu_seconds"`
+	// PeakAfterGroupMB is VmHWM after each group of rows (Result.Groups).
+	PeakAfterGroupMB []float64 `json:"peak_rss_after_group_mb"`
 }
 
 func (b *bench) run() (*Result, error) {
@@ -512,7 +515,7 @@ func (b *bench) run() (*Result, error) {
 	b.auth = authSrv
 	rp := loadrig.ReverseProxy(b.up.addr, c.conns)
 	proc := func(name, db string, sites []loadrig.Block) (*caddyProc, error) {
-		cfg := loadrig.Process{Dir: path(name), GracePeriod: "5s", Sites: sites}
+		cfg := loadrig.Process{Dir: path(name), GracePeriod: "5s", LogLevel: "WARN", Sites: sites}
 		if db != "" {
 			cfg.DB, cfg.Secret = db, secret
 			// The one-shot credentials come "from" many clients, in
@@ -609,10 +612,22 @@ func (b *bench) run() (*Result, error) {
 		{tSmall, tBig},
 		{tLimited, tTicket},
 	}
-	for _, g := range groups {
+	for i, g := range groups {
 		if err := b.runGroup(g); err != nil {
 			return nil, err
 		}
+		// The peak RSS so far, to see which load made it.
+		for _, p := range b.procs {
+			if err := p.sample(); err != nil {
+				return nil, fmt.Errorf("sampling caddy %s: %w", p.name, err)
+			}
+			p.hwmByGroup = append(p.hwmByGroup, mb(p.HWMKiB))
+		}
+		names := make([]string, len(g))
+		for j, t := range g {
+			names[j] = t.Name
+		}
+		res.Groups = append(res.Groups, fmt.Sprintf("%d: %s", i+1, strings.Join(names, " | ")))
 	}
 	loadWall := time.Since(loadStart)
 	for _, p := range b.procs {
@@ -629,7 +644,7 @@ func (b *bench) run() (*Result, error) {
 	// ---- Stop every Caddy gracefully (the audit writer flushes), then
 	// check what reached the upstream and the stores. ----
 	for _, p := range b.procs {
-		res.Processes = append(res.Processes, ProcessResult{Name: p.name, PeakMB: mb(p.HWMKiB), RSSMB: mb(p.RSSKiB), CPUS: round2(p.CPU.Seconds())})
+		res.Processes = append(res.Processes, ProcessResult{Name: p.name, PeakMB: mb(p.HWMKiB), RSSMB: mb(p.RSSKiB), CPUS: round2(p.CPU.Seconds()), PeakAfterGroupMB: p.hwmByGroup})
 		if err := p.stop(); err != nil {
 			res.problem("%v", err)
 		}
@@ -1027,11 +1042,15 @@ func (res *Result) print(out io.Writer) {
 			us(t.P50US), us(t.P99US), t.CaddyCPUPerReqUS, t.CaddyCPUShare, t.ClientCPU)
 	}
 	tw.Flush()
-	fmt.Fprint(out, "\nprocesses (peak RSS, RSS at the end, CPU):")
+	fmt.Fprintln(out, "\nprocesses: peak RSS (VmHWM) after each group of rows, RSS at the end, CPU time")
 	for _, p := range res.Processes {
-		fmt.Fprintf(out, "  %s %.1f/%.1f MB %.1fs;", p.Name, p.PeakMB, p.RSSMB, p.CPUS)
+		ps := make([]string, len(p.PeakAfterGroupMB))
+		for i, v := range p.PeakAfterGroupMB {
+			ps[i] = strconv.FormatFloat(v, 'f', 1, 64)
+		}
+		fmt.Fprintf(out, "  %-14s peak %s MB; RSS %.1f MB; CPU %.1fs\n", p.Name, strings.Join(ps, " → "), p.RSSMB, p.CPUS)
 	}
-	fmt.Fprintf(out, "\nsetup %.1fs (filling the big store %.1fs), whole run %.1fs\n", res.Setup.Seconds, res.Setup.FillSeconds, res.Seconds)
+	fmt.Fprintf(out, "setup %.1fs (filling the big store %.1fs), whole run %.1fs\n", res.Setup.Seconds, res.Setup.FillSeconds, res.Seconds)
 	for _, n := range res.Notes {
 		fmt.Fprintln(out, "NOTE: "+n)
 	}

@@ -31,6 +31,7 @@ type caddyProc struct {
 	// Read just before it is stopped.
 	HWMKiB, RSSKiB int64
 	CPU            time.Duration
+	hwmByGroup     []float64 // MB
 }
 
 // startCaddy writes cfg's Caddyfile into dir and runs caddyBin on it, its

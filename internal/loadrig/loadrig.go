@@ -93,7 +93,11 @@ type Process struct {
 	Dir, DB, Secret string
 	GracePeriod     string // a Caddy duration, e.g. "2s"; "" is Caddy's default
 	Global          string // more global options, one a line (e.g. a servers block)
-	Sites           []Block
+	// LogLevel, if set, sends Caddy's own log at that level and above to
+	// stderr (so a separate process says why it would not start); empty
+	// discards it.
+	LogLevel string
+	Sites    []Block
 }
 
 // Caddyfile writes p as a Caddyfile.
@@ -104,7 +108,11 @@ func (p Process) Caddyfile() string {
 		fmt.Fprintf(&b, "\tgrace_period %s\n", p.GracePeriod)
 	}
 	writeIndented(&b, p.Global, 1)
-	b.WriteString("\tlog {\n\t\toutput discard\n\t}\n")
+	if p.LogLevel != "" {
+		fmt.Fprintf(&b, "\tlog {\n\t\toutput stderr\n\t\tlevel %s\n\t}\n", p.LogLevel)
+	} else {
+		b.WriteString("\tlog {\n\t\toutput discard\n\t}\n")
+	}
 	if p.DB != "" {
 		fmt.Fprintf(&b, "\tlatchkey {\n\t\tstorage sqlite %s\n\t\tsecret %s\n\t}\n", p.DB, p.Secret)
 	}
