@@ -377,12 +377,12 @@ func (r *atkRig) waitRefusal(t *testing.T, s *atkSite, path, reason string) stor
 	})
 	e := evs[len(evs)-1]
 	if e.Reason != reason {
-		t.Errorf("refusal of %s%s audited with reason %q (%+v), want %q", hostOf(s), path, e.Reason, e, reason)
+		t.Errorf("refusal of %s%s audited with reason %q (%+v), want %q", atkHostOf(s), path, e.Reason, e, reason)
 	}
 	return e
 }
 
-func hostOf(s *atkSite) string {
+func atkHostOf(s *atkSite) string {
 	if s == nil {
 		return ""
 	}
@@ -416,13 +416,13 @@ func (m atkMail) all() string {
 	return b.String()
 }
 
-var urlRE = regexp.MustCompile(`https?://[^\s"'<>]+`)
+var atkURLRE = regexp.MustCompile(`https?://[^\s"'<>]+`)
 
 // urls is every absolute URL in the mail's texts (the headers name the
 // mailer's home page).
-func (m atkMail) urls() []string { return urlRE.FindAllString(strings.Join(m.Texts, "\n"), -1) }
+func (m atkMail) urls() []string { return atkURLRE.FindAllString(strings.Join(m.Texts, "\n"), -1) }
 
-func decodeMail(t *testing.T, msg mailtest.Message) atkMail {
+func atkDecodeMail(t *testing.T, msg mailtest.Message) atkMail {
 	t.Helper()
 	parsed, err := netmail.ReadMessage(bytes.NewReader(msg.Data))
 	if err != nil {
@@ -470,7 +470,7 @@ func (r *atkRig) waitMail(t *testing.T, addr string, n int) atkMail {
 			}
 		}
 		if len(got) >= n {
-			return decodeMail(t, got[len(got)-1])
+			return atkDecodeMail(t, got[len(got)-1])
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("want %d mails to %s, have %d (all: %d)", n, addr, len(got), len(r.mail.Messages()))
@@ -492,9 +492,9 @@ func (r *atkRig) mailsTo(addr string) int {
 	return n
 }
 
-// rawReq is an HTTP/1.1 request written byte for byte: header names go out
+// atkReq is an HTTP/1.1 request written byte for byte: header names go out
 // exactly as given (x_user_id, two Cookie lines), in order.
-type rawReq struct {
+type atkReq struct {
 	Method string
 	Target string // the request-target, as sent
 	// Host is the Host header; "" sends the site's own.
@@ -506,12 +506,12 @@ type rawReq struct {
 	Trailer [][2]string
 }
 
-type rawResp struct {
+type atkResp struct {
 	*http.Response
 	Body []byte
 }
 
-func (r rawResp) cookie(name string) *http.Cookie {
+func (r atkResp) cookie(name string) *http.Cookie {
 	for _, c := range r.Cookies() {
 		if c.Name == name {
 			return c
@@ -521,7 +521,7 @@ func (r rawResp) cookie(name string) *http.Cookie {
 }
 
 // send writes rq to the site's port on 127.0.0.1 and reads the answer.
-func (s *atkSite) send(t *testing.T, rq rawReq) rawResp {
+func (s *atkSite) send(t *testing.T, rq atkReq) atkResp {
 	t.Helper()
 	resp, err := s.sendE(rq)
 	if err != nil {
@@ -531,7 +531,7 @@ func (s *atkSite) send(t *testing.T, rq rawReq) rawResp {
 }
 
 // sendE is send for goroutines: it reports errors instead of failing.
-func (s *atkSite) sendE(rq rawReq) (rawResp, error) {
+func (s *atkSite) sendE(rq atkReq) (atkResp, error) {
 	host := rq.Host
 	if host == "" {
 		host = s.host
@@ -563,36 +563,36 @@ func (s *atkSite) sendE(rq rawReq) (rawResp, error) {
 	}
 	conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", s.port))
 	if err != nil {
-		return rawResp{}, err
+		return atkResp{}, err
 	}
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(30 * time.Second))
 	if _, err := conn.Write(b.Bytes()); err != nil {
-		return rawResp{}, err
+		return atkResp{}, err
 	}
 	resp, err := http.ReadResponse(bufio.NewReader(conn), &http.Request{Method: method})
 	if err != nil {
-		return rawResp{}, fmt.Errorf("reading the response: %w", err)
+		return atkResp{}, fmt.Errorf("reading the response: %w", err)
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	return rawResp{Response: resp, Body: body}, nil
+	return atkResp{Response: resp, Body: body}, nil
 }
 
 // get is a GET with headers given as name, value pairs.
-func (s *atkSite) get(t *testing.T, target string, hdr ...string) rawResp {
+func (s *atkSite) get(t *testing.T, target string, hdr ...string) atkResp {
 	t.Helper()
-	return s.send(t, rawReq{Method: http.MethodGet, Target: target, Header: pairs(hdr...)})
+	return s.send(t, atkReq{Method: http.MethodGet, Target: target, Header: atkPairs(hdr...)})
 }
 
 // postForm posts a urlencoded form.
-func (s *atkSite) postForm(t *testing.T, target string, form url.Values, hdr ...string) rawResp {
+func (s *atkSite) postForm(t *testing.T, target string, form url.Values, hdr ...string) atkResp {
 	t.Helper()
-	h := append(pairs("Content-Type", "application/x-www-form-urlencoded"), pairs(hdr...)...)
-	return s.send(t, rawReq{Method: http.MethodPost, Target: target, Header: h, Body: form.Encode()})
+	h := append(atkPairs("Content-Type", "application/x-www-form-urlencoded"), atkPairs(hdr...)...)
+	return s.send(t, atkReq{Method: http.MethodPost, Target: target, Header: h, Body: form.Encode()})
 }
 
-func pairs(kv ...string) [][2]string {
+func atkPairs(kv ...string) [][2]string {
 	var out [][2]string
 	for i := 0; i+1 < len(kv); i += 2 {
 		out = append(out, [2]string{kv[i], kv[i+1]})
@@ -600,22 +600,22 @@ func pairs(kv ...string) [][2]string {
 	return out
 }
 
-// sessionCookieHdr is a Cookie header carrying a session token.
-func sessionCookieHdr(token string) []string {
+// atkCookie is a Cookie header carrying a session token.
+func atkCookie(token string) []string {
 	return []string{"Cookie", "latchkey_session=" + token}
 }
 
-// normName is a header name as upstreams may read it: lower case, '_' and
+// atkNorm is a header name as upstreams may read it: lower case, '_' and
 // '.' as '-' (CGI and PHP fold all three onto one variable).
-func normName(k string) string {
+func atkNorm(k string) string {
 	return strings.NewReplacer("_", "-", ".", "-").Replace(strings.ToLower(k))
 }
 
-// headerValues is every value of every header whose name reads as name.
-func headerValues(h http.Header, name string) []string {
+// atkHeaderValues is every value of every header whose name reads as name.
+func atkHeaderValues(h http.Header, name string) []string {
 	var out []string
 	for k, vs := range h {
-		if normName(k) == normName(name) {
+		if atkNorm(k) == atkNorm(name) {
 			out = append(out, vs...)
 		}
 	}

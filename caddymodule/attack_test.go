@@ -60,7 +60,7 @@ func TestAttack(t *testing.T) {
 }
 
 // loginWithCode redeems an invite code on s and returns the session token.
-func (r *atkRig) loginWithCode(t *testing.T, s *atkSite, code string, hdr ...string) (rawResp, string) {
+func (r *atkRig) loginWithCode(t *testing.T, s *atkSite, code string, hdr ...string) (atkResp, string) {
 	t.Helper()
 	resp := s.postForm(t, "/.latchkey/login", url.Values{"code": {code}}, hdr...)
 	if resp.StatusCode != http.StatusSeeOther {
@@ -80,7 +80,7 @@ func (r *atkRig) loginWithCode(t *testing.T, s *atkSite, code string, hdr ...str
 func atkCrossSiteSession(t *testing.T, r *atkRig) {
 	code, _ := r.invite(r.A.name, "ada@example.com")
 	_, token := r.loginWithCode(t, r.A, code)
-	if resp := r.A.get(t, "/home", sessionCookieHdr(token)...); resp.StatusCode != 200 {
+	if resp := r.A.get(t, "/home", atkCookie(token)...); resp.StatusCode != 200 {
 		t.Fatalf("control: the session on its own site: %d", resp.StatusCode)
 	}
 	aSeen := r.A.up.count()
@@ -96,11 +96,11 @@ func atkCrossSiteSession(t *testing.T, r *atkRig) {
 	}
 	for _, c := range cases {
 		for _, accept := range []string{"", "application/json", "text/html"} {
-			hdr := pairs(sessionCookieHdr(token)...)
+			hdr := atkPairs(atkCookie(token)...)
 			if accept != "" {
 				hdr = append(hdr, [2]string{"Accept", accept})
 			}
-			resp := c.site.send(t, rawReq{Target: c.path, Host: c.host, Header: hdr})
+			resp := c.site.send(t, atkReq{Target: c.path, Host: c.host, Header: hdr})
 			want := http.StatusUnauthorized
 			if accept == "text/html" {
 				want = http.StatusFound // to the site's own login page
@@ -115,12 +115,12 @@ func atkCrossSiteSession(t *testing.T, r *atkRig) {
 		r.waitRefusal(t, nil, c.path, "wrong_site")
 	}
 	// The staff page and logout of B do not know A's session either.
-	if resp := r.B.get(t, "/.latchkey/invite", sessionCookieHdr(token)...); resp.StatusCode != http.StatusUnauthorized {
+	if resp := r.B.get(t, "/.latchkey/invite", atkCookie(token)...); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("A's session on B's staff page: %d, want 401", resp.StatusCode)
 	}
 	r.waitRefusal(t, r.B, "/.latchkey/invite", "wrong_site")
-	r.B.postForm(t, "/.latchkey/logout", nil, sessionCookieHdr(token)...)
-	if resp := r.A.get(t, "/after-b-logout", sessionCookieHdr(token)...); resp.StatusCode != 200 {
+	r.B.postForm(t, "/.latchkey/logout", nil, atkCookie(token)...)
+	if resp := r.A.get(t, "/after-b-logout", atkCookie(token)...); resp.StatusCode != 200 {
 		t.Errorf("B's logout ended A's session: %d", resp.StatusCode)
 	}
 	if n := r.B.up.count() + r.C.up.count(); n != 0 {
@@ -140,27 +140,27 @@ func atkCrossSiteStaff(t *testing.T, r *atkRig) {
 	legacy := r.user("", "legacy@example.com", store.Role{Site: "", Name: "staff"})
 	legacyA, _ := r.session(r.A.name, legacy)
 
-	if resp := r.B.get(t, "/.latchkey/invite", sessionCookieHdr(onB)...); resp.StatusCode != http.StatusForbidden {
+	if resp := r.B.get(t, "/.latchkey/invite", atkCookie(onB)...); resp.StatusCode != http.StatusForbidden {
 		t.Errorf("A's staff on B's invite page: %d, want 403", resp.StatusCode)
 	}
 	e := r.waitRefusal(t, r.B, "/.latchkey/invite", "not_staff")
 	if e.UserID != boss.ID {
 		t.Errorf("not_staff audited for user %d, want %d", e.UserID, boss.ID)
 	}
-	if resp := r.B.postForm(t, "/.latchkey/invite", url.Values{"email": {"friend@example.com"}}, sessionCookieHdr(onB)...); resp.StatusCode != http.StatusForbidden {
+	if resp := r.B.postForm(t, "/.latchkey/invite", url.Values{"email": {"friend@example.com"}}, atkCookie(onB)...); resp.StatusCode != http.StatusForbidden {
 		t.Errorf("A's staff posting B's invite page: %d, want 403", resp.StatusCode)
 	}
-	if resp := r.A.get(t, "/.latchkey/invite", sessionCookieHdr(legacyA)...); resp.StatusCode != http.StatusForbidden {
+	if resp := r.A.get(t, "/.latchkey/invite", atkCookie(legacyA)...); resp.StatusCode != http.StatusForbidden {
 		t.Errorf("a staff role without a site on A's invite page: %d, want 403", resp.StatusCode)
 	}
 	if invs, err := r.st.Invites(context.Background(), store.InviteFilter{}); err != nil || len(invs) != 0 {
 		t.Fatalf("invites after the refused posts: %+v %v", invs, err)
 	}
 	// Control: on A the same user is staff.
-	if resp := r.A.get(t, "/.latchkey/invite", sessionCookieHdr(onA)...); resp.StatusCode != 200 {
+	if resp := r.A.get(t, "/.latchkey/invite", atkCookie(onA)...); resp.StatusCode != 200 {
 		t.Errorf("A's staff on A's invite page: %d, want 200", resp.StatusCode)
 	}
-	if resp := r.A.postForm(t, "/.latchkey/invite", url.Values{"email": {"friend@example.com"}}, sessionCookieHdr(onA)...); resp.StatusCode != 200 {
+	if resp := r.A.postForm(t, "/.latchkey/invite", url.Values{"email": {"friend@example.com"}}, atkCookie(onA)...); resp.StatusCode != 200 {
 		t.Errorf("A's staff inviting on A: %d, want 200", resp.StatusCode)
 	}
 	invs, err := r.st.Invites(context.Background(), store.InviteFilter{})
@@ -174,9 +174,9 @@ func atkCrossSiteStaff(t *testing.T, r *atkRig) {
 	}
 }
 
-// checkMailOrigin checks that every URL of a mail is on origin and that
+// atkCheckMailOrigin checks that every URL of a mail is on origin and that
 // nothing in it names the attacker's host; it returns the URLs.
-func checkMailOrigin(t *testing.T, m atkMail, origin string) []string {
+func atkCheckMailOrigin(t *testing.T, m atkMail, origin string) []string {
 	t.Helper()
 	if all := m.all(); strings.Contains(strings.ToLower(all), "evil.example") {
 		t.Errorf("the mail names the attacker's host:\n%s", all)
@@ -193,7 +193,7 @@ func checkMailOrigin(t *testing.T, m atkMail, origin string) []string {
 	return urls
 }
 
-func hasPrefixed(urls []string, prefix string) bool {
+func atkHasPrefix(urls []string, prefix string) bool {
 	for _, u := range urls {
 		if strings.HasPrefix(u, prefix) {
 			return true
@@ -208,10 +208,10 @@ func hasPrefixed(urls []string, prefix string) bool {
 func atkHostPoisonedMail(t *testing.T, r *atkRig) {
 	r.user(r.C.name, "vic@example.com")
 	form := url.Values{"email": {"vic@example.com"}, "next": {"/inbox"}}.Encode()
-	poisons := []rawReq{
-		{Target: "/.latchkey/login", Host: "evil.example", Header: pairs("X-Forwarded-Host", "evil.example", "X-Forwarded-Proto", "https")},
+	poisons := []atkReq{
+		{Target: "/.latchkey/login", Host: "evil.example", Header: atkPairs("X-Forwarded-Host", "evil.example", "X-Forwarded-Proto", "https")},
 		{Target: "http://evil.example/.latchkey/login", Host: "evil.example"},
-		{Target: "/.latchkey/login", Host: fmt.Sprintf("evil.example:%d", r.C.port), Header: pairs("Forwarded", "host=evil.example;proto=https", "X-Forwarded-Host", "evil.example:443", "X-Original-Host", "evil.example")},
+		{Target: "/.latchkey/login", Host: fmt.Sprintf("evil.example:%d", r.C.port), Header: atkPairs("Forwarded", "host=evil.example;proto=https", "X-Forwarded-Host", "evil.example:443", "X-Original-Host", "evil.example")},
 	}
 	for i, p := range poisons {
 		p.Method = http.MethodPost
@@ -221,8 +221,8 @@ func atkHostPoisonedMail(t *testing.T, r *atkRig) {
 			t.Fatalf("email form with Host %s: %d", p.Host, resp.StatusCode)
 		}
 		m := r.waitMail(t, "vic@example.com", i+1)
-		urls := checkMailOrigin(t, m, r.C.origin)
-		if !hasPrefixed(urls, r.C.origin+"/inbox?token=") {
+		urls := atkCheckMailOrigin(t, m, r.C.origin)
+		if !atkHasPrefix(urls, r.C.origin+"/inbox?token=") {
 			t.Errorf("no sign-in link to %s/inbox in the mail: %v", r.C.origin, urls)
 		}
 	}
@@ -233,8 +233,8 @@ func atkHostPoisonedMail(t *testing.T, r *atkRig) {
 	tok, _ := r.session(r.C.name, boss)
 	staffPost := func(email string) {
 		t.Helper()
-		resp := r.C.send(t, rawReq{Method: http.MethodPost, Target: "/.latchkey/invite", Host: "evil.example",
-			Header: pairs("Content-Type", "application/x-www-form-urlencoded", "Cookie", "latchkey_session="+tok, "X-Forwarded-Host", "evil.example"),
+		resp := r.C.send(t, atkReq{Method: http.MethodPost, Target: "/.latchkey/invite", Host: "evil.example",
+			Header: atkPairs("Content-Type", "application/x-www-form-urlencoded", "Cookie", "latchkey_session="+tok, "X-Forwarded-Host", "evil.example"),
 			Body:   url.Values{"email": {email}}.Encode()})
 		if resp.StatusCode != 200 {
 			t.Fatalf("staff page POST for %s with Host evil.example: %d\n%s", email, resp.StatusCode, resp.Body)
@@ -244,26 +244,26 @@ func atkHostPoisonedMail(t *testing.T, r *atkRig) {
 		}
 	}
 	staffPost("newbie@example.com")
-	urls := checkMailOrigin(t, r.waitMail(t, "newbie@example.com", 1), r.C.origin)
-	if !hasPrefixed(urls, r.C.origin+"/.latchkey/login") {
+	urls := atkCheckMailOrigin(t, r.waitMail(t, "newbie@example.com", 1), r.C.origin)
+	if !atkHasPrefix(urls, r.C.origin+"/.latchkey/login") {
 		t.Errorf("the invite mail lacks the login URL %s/.latchkey/login: %v", r.C.origin, urls)
 	}
 	staffPost("vic@example.com")
-	urls = checkMailOrigin(t, r.waitMail(t, "vic@example.com", len(poisons)+1), r.C.origin)
-	if !hasPrefixed(urls, r.C.origin+"/?token=") {
+	urls = atkCheckMailOrigin(t, r.waitMail(t, "vic@example.com", len(poisons)+1), r.C.origin)
+	if !atkHasPrefix(urls, r.C.origin+"/?token=") {
 		t.Errorf("the staff page's sign-in link for an existing account is not %s/?token=…: %v", r.C.origin, urls)
 	}
 
 	// Site A: a Host naming another port of the same host name still
 	// reaches A's block; the mail has A's origin with A's port.
 	r.user(r.A.name, "ann@example.com")
-	resp := r.A.send(t, rawReq{Method: http.MethodPost, Target: "/.latchkey/login", Host: "127.0.0.1:1",
-		Header: pairs("Content-Type", "application/x-www-form-urlencoded"), Body: url.Values{"email": {"ann@example.com"}}.Encode()})
+	resp := r.A.send(t, atkReq{Method: http.MethodPost, Target: "/.latchkey/login", Host: "127.0.0.1:1",
+		Header: atkPairs("Content-Type", "application/x-www-form-urlencoded"), Body: url.Values{"email": {"ann@example.com"}}.Encode()})
 	if resp.StatusCode != 200 {
 		t.Fatalf("email form on A with Host 127.0.0.1:1: %d", resp.StatusCode)
 	}
-	urls = checkMailOrigin(t, r.waitMail(t, "ann@example.com", 1), r.A.origin)
-	if !hasPrefixed(urls, r.A.origin+"/?token=") {
+	urls = atkCheckMailOrigin(t, r.waitMail(t, "ann@example.com", 1), r.A.origin)
+	if !atkHasPrefix(urls, r.A.origin+"/?token=") {
 		t.Errorf("sign-in link on A: %v", urls)
 	}
 }
@@ -274,7 +274,7 @@ var atkProtected = []string{"X-User-ID", "X-Session-ID", "X-Remote-User", "X-Rem
 	"X-Latchkey-Link-Data", "X-Ticket-ID", "X-Ticket-Place", "X-Ticket-Purpose", "X-Ticket-Data"}
 
 // forged are client copies of every protected name, in several spellings.
-var atkForged = pairs(
+var atkForged = atkPairs(
 	"X-User-ID", "1337", "x_user_id", "1338", "X_USER_ID", "1339",
 	"X-Session-ID", "forged-session", "x_session_id", "forged-session-2",
 	"X-Remote-User", "1340", "x_remote_user", "1341", "X-REMOTE-SESSION", "forged-session-3",
@@ -283,12 +283,12 @@ var atkForged = pairs(
 	"X-Ticket-Data", `{"vip":true}`, "X-Ticket-Place", "orsay", "x_ticket_id", "forged-ticket",
 )
 
-// checkIdentity checks that the upstream got exactly want (one value per
+// atkCheckIdentity checks that the upstream got exactly want (one value per
 // name, whatever the spelling) and none of the other protected names.
-func checkIdentity(t *testing.T, what string, seen atkSeen, want map[string]string) {
+func atkCheckIdentity(t *testing.T, what string, seen atkSeen, want map[string]string) {
 	t.Helper()
 	for _, name := range atkProtected {
-		got := headerValues(seen.Header, name)
+		got := atkHeaderValues(seen.Header, name)
 		w, ok := want[name]
 		switch {
 		case ok && (len(got) != 1 || got[0] != w):
@@ -298,13 +298,13 @@ func checkIdentity(t *testing.T, what string, seen atkSeen, want map[string]stri
 		}
 	}
 	for k := range seen.Header {
-		n := normName(k)
+		n := atkNorm(k)
 		if !strings.HasPrefix(n, "x-latchkey-") && !strings.HasPrefix(n, "x-ticket-") {
 			continue
 		}
 		found := false
 		for w := range want {
-			found = found || normName(w) == n
+			found = found || atkNorm(w) == n
 		}
 		if !found {
 			t.Errorf("%s: upstream got %s = %q, which the gateway did not set", what, k, seen.Header[k])
@@ -364,7 +364,7 @@ func atkIdentityHeaders(t *testing.T, r *atkRig) {
 				hdr = append(hdr, [2]string{"Connection", rt.conn})
 			}
 			before := rt.site.up.count()
-			resp := rt.site.send(t, rawReq{Target: rt.target(), Header: hdr})
+			resp := rt.site.send(t, atkReq{Target: rt.target(), Header: hdr})
 			if resp.StatusCode != 200 || rt.site.up.count() != before+1 {
 				t.Errorf("%s (%s): %d, upstream got %d new requests; want 200 and one", rt.name, mode, resp.StatusCode, rt.site.up.count()-before)
 				continue
@@ -376,20 +376,20 @@ func atkIdentityHeaders(t *testing.T, r *atkRig) {
 				for k, v := range rt.want {
 					want[k] = v
 				}
-				ids := headerValues(seen.Header, "X-Ticket-ID")
+				ids := atkHeaderValues(seen.Header, "X-Ticket-ID")
 				if len(ids) != 1 || strings.Contains(ids[0], "forged") {
 					t.Errorf("%s (%s): X-Ticket-ID %q", rt.name, mode, ids)
 				} else {
 					want["X-Ticket-ID"] = ids[0]
 				}
 			}
-			checkIdentity(t, rt.name+" ("+mode+")", seen, want)
+			atkCheckIdentity(t, rt.name+" ("+mode+")", seen, want)
 		}
 	}
 	// Refused requests carrying the forged names reach nothing.
 	for _, s := range []*atkSite{r.A, r.B, r.C} {
 		before := s.up.count()
-		if resp := s.send(t, rawReq{Target: "/nocred", Header: atkForged}); resp.StatusCode != http.StatusUnauthorized {
+		if resp := s.send(t, atkReq{Target: "/nocred", Header: atkForged}); resp.StatusCode != http.StatusUnauthorized {
 			t.Errorf("forged identity without a credential on %s: %d, want 401", s.label, resp.StatusCode)
 		}
 		if s.up.count() != before {
@@ -407,7 +407,7 @@ func atkAllowedSpellings(t *testing.T, r *atkRig) {
 	tokA, sA := r.session(r.A.name, u)
 	tokC, sC := r.session(r.C.name, u)
 	uid := fmt.Sprint(u.ID)
-	forged := pairs("x_user_id", "1", "X_Shop_User", "2", "x_remote_user", "3", "x_session_id", "forged",
+	forged := atkPairs("x_user_id", "1", "X_Shop_User", "2", "x_remote_user", "3", "x_session_id", "forged",
 		"x.user.id", "4", "X.Shop.User", "5", "x_latchkey_link_data", "{}", "x.latchkey.link.data", "{}")
 	for _, c := range []struct {
 		name string
@@ -418,13 +418,13 @@ func atkAllowedSpellings(t *testing.T, r *atkRig) {
 		{"A", r.A, tokA, map[string]string{"X-User-ID": uid, "X-Session-ID": sA.ID}},
 		{"C", r.C, tokC, map[string]string{"X-Shop-User": uid, "X-Session-ID": sC.ID}},
 	} {
-		hdr := append(pairs("Cookie", "latchkey_session="+c.tok, "x_harmless", "ok"), forged...)
-		resp := c.site.send(t, rawReq{Target: "/spellings", Header: hdr})
+		hdr := append(atkPairs("Cookie", "latchkey_session="+c.tok, "x_harmless", "ok"), forged...)
+		resp := c.site.send(t, atkReq{Target: "/spellings", Header: hdr})
 		if resp.StatusCode != 200 {
 			t.Fatalf("%s: %d", c.name, resp.StatusCode)
 		}
 		seen := c.site.up.last(t)
-		checkIdentity(t, "site "+c.name, seen, c.want)
+		atkCheckIdentity(t, "site "+c.name, seen, c.want)
 	}
 }
 
@@ -448,11 +448,11 @@ func atkTrailers(t *testing.T, r *atkRig) {
 	}{
 		{"session, declared", func() string { return "/upload" }, true, "hello", "text/plain",
 			"X-User-ID, X-Latchkey-Link-Data, X-Harmless",
-			pairs("X-User-ID", "1", "X-Latchkey-Link-Data", `{"admin":true}`, "X-Harmless", "ok"),
+			atkPairs("X-User-ID", "1", "X-Latchkey-Link-Data", `{"admin":true}`, "X-Harmless", "ok"),
 			map[string]string{"X-User-ID": uid, "X-Session-ID": s.ID}},
 		{"session, undeclared", func() string { return "/upload" }, true, "hello", "text/plain",
 			"X-Harmless",
-			pairs("X-Harmless", "ok", "x_user_id", "2", "X-Session-ID", "forged", "X-Remote-User", "3", "X-Shop-User", "4", "X-Ticket-Data", "{}"),
+			atkPairs("X-Harmless", "ok", "x_user_id", "2", "X-Session-ID", "forged", "X-Remote-User", "3", "X-Shop-User", "4", "X-Ticket-Data", "{}"),
 			map[string]string{"X-User-ID": uid, "X-Session-ID": s.ID}},
 		{"link one-click", func() string {
 			l := r.mintLink("--user", "tess@example.com", "--url", r.A.origin+"/unsubscribe/news")
@@ -460,16 +460,16 @@ func atkTrailers(t *testing.T, r *atkRig) {
 			return target
 		}, false, "List-Unsubscribe=One-Click", "application/x-www-form-urlencoded",
 			"X-User-ID, X-Harmless",
-			pairs("X-User-ID", "1", "X_Latchkey_Link_Data", `{"admin":true}`, "X-Harmless", "ok"),
+			atkPairs("X-User-ID", "1", "X_Latchkey_Link_Data", `{"admin":true}`, "X-Harmless", "ok"),
 			map[string]string{"X-User-ID": uid}},
 	}
 	for _, c := range cases {
-		hdr := pairs("Content-Type", c.ctype, "Trailer", c.declared)
+		hdr := atkPairs("Content-Type", c.ctype, "Trailer", c.declared)
 		if c.cookie {
 			hdr = append(hdr, [2]string{"Cookie", "latchkey_session=" + tok})
 		}
 		before := r.A.up.count()
-		resp := r.A.send(t, rawReq{Method: http.MethodPost, Target: c.target(), Header: hdr, Body: c.body, Chunked: true, Trailer: c.trailers})
+		resp := r.A.send(t, atkReq{Method: http.MethodPost, Target: c.target(), Header: hdr, Body: c.body, Chunked: true, Trailer: c.trailers})
 		if resp.StatusCode != 200 || r.A.up.count() != before+1 {
 			t.Errorf("%s: %d, upstream got %d new requests; want 200 and one\n%s", c.name, resp.StatusCode, r.A.up.count()-before, resp.Body)
 			continue
@@ -478,20 +478,20 @@ func atkTrailers(t *testing.T, r *atkRig) {
 		if string(seen.Body) != c.body {
 			t.Errorf("%s: upstream body %q, want %q", c.name, seen.Body, c.body)
 		}
-		if got := headerValues(seen.Trailer, "X-Harmless"); len(got) != 1 || got[0] != "ok" {
+		if got := atkHeaderValues(seen.Trailer, "X-Harmless"); len(got) != 1 || got[0] != "ok" {
 			t.Errorf("%s: the harmless trailer did not arrive (%v): the proxy does not forward trailers, so this case checks nothing", c.name, seen.Trailer)
 		}
 		for _, name := range atkProtected {
-			if got := headerValues(seen.Trailer, name); len(got) != 0 {
+			if got := atkHeaderValues(seen.Trailer, name); len(got) != 0 {
 				t.Errorf("%s: upstream got trailer %s = %q", c.name, name, got)
 			}
 		}
 		for k := range seen.Trailer {
-			if n := normName(k); strings.HasPrefix(n, "x-latchkey-") || strings.HasPrefix(n, "x-ticket-") {
+			if n := atkNorm(k); strings.HasPrefix(n, "x-latchkey-") || strings.HasPrefix(n, "x-ticket-") {
 				t.Errorf("%s: upstream got trailer %s", c.name, k)
 			}
 		}
-		checkIdentity(t, c.name, seen, c.want)
+		atkCheckIdentity(t, c.name, seen, c.want)
 	}
 }
 
@@ -518,7 +518,7 @@ func atkForwardedCookie(t *testing.T, r *atkRig) {
 			hdr = append(hdr, [2]string{"Cookie", l})
 		}
 		before := r.A.up.count()
-		resp := r.A.send(t, rawReq{Target: "/cookies", Header: hdr})
+		resp := r.A.send(t, atkReq{Target: "/cookies", Header: hdr})
 		if resp.StatusCode != 200 || r.A.up.count() != before+1 {
 			t.Errorf("%s: %d; want 200 through to the upstream", c.name, resp.StatusCode)
 			continue
@@ -609,18 +609,18 @@ func atkCrossSiteConfirmation(t *testing.T, r *atkRig) {
 	tok, _ := r.session(r.A.name, u)
 
 	crossSite := [][][2]string{
-		pairs("Origin", "https://evil.example", "Sec-Fetch-Site", "cross-site"),
-		pairs("Origin", "https://evil.example"),
-		pairs("Sec-Fetch-Site", "cross-site"),
-		pairs("Origin", "null"),
-		pairs("Origin", "http://localhost:"+fmt.Sprint(r.B.port), "Sec-Fetch-Site", "same-site"),
+		atkPairs("Origin", "https://evil.example", "Sec-Fetch-Site", "cross-site"),
+		atkPairs("Origin", "https://evil.example"),
+		atkPairs("Sec-Fetch-Site", "cross-site"),
+		atkPairs("Origin", "null"),
+		atkPairs("Origin", "http://localhost:"+fmt.Sprint(r.B.port), "Sec-Fetch-Site", "same-site"),
 	}
-	post := func(target, body string, extra [][2]string, cookie string) rawResp {
-		h := append(pairs("Content-Type", "application/x-www-form-urlencoded"), extra...)
+	post := func(target, body string, extra [][2]string, cookie string) atkResp {
+		h := append(atkPairs("Content-Type", "application/x-www-form-urlencoded"), extra...)
 		if cookie != "" {
 			h = append(h, [2]string{"Cookie", "latchkey_session=" + cookie})
 		}
-		return r.A.send(t, rawReq{Method: http.MethodPost, Target: target, Header: h, Body: body})
+		return r.A.send(t, atkReq{Method: http.MethodPost, Target: target, Header: h, Body: body})
 	}
 	for i, cs := range crossSite {
 		for _, c := range []struct{ name, target, body, cookie string }{
@@ -655,7 +655,7 @@ func atkCrossSiteConfirmation(t *testing.T, r *atkRig) {
 	if got, err := r.st.Invite(context.Background(), inv.ID); err != nil || got.UseCount != 0 {
 		t.Errorf("invite after cross-site posts: %+v %v; want no use", got, err)
 	}
-	if resp := r.A.get(t, "/still-in", sessionCookieHdr(tok)...); resp.StatusCode != 200 {
+	if resp := r.A.get(t, "/still-in", atkCookie(tok)...); resp.StatusCode != 200 {
 		t.Errorf("the session after cross-site logouts: %d, want 200", resp.StatusCode)
 	}
 	if n := r.A.up.count(); n != 1 {
@@ -663,7 +663,7 @@ func atkCrossSiteConfirmation(t *testing.T, r *atkRig) {
 	}
 	// Controls: the same posts from the site itself (or from a mail
 	// server, with no Origin) work.
-	sameOrigin := pairs("Origin", r.A.origin, "Sec-Fetch-Site", "same-origin")
+	sameOrigin := atkPairs("Origin", r.A.origin, "Sec-Fetch-Site", "same-origin")
 	if resp := post(loginTarget, "latchkey_confirm=1", sameOrigin, ""); resp.StatusCode != http.StatusSeeOther || resp.cookie("latchkey_session") == nil {
 		t.Errorf("control: confirming the magic link from the site: %d", resp.StatusCode)
 	}
@@ -676,14 +676,14 @@ func atkCrossSiteConfirmation(t *testing.T, r *atkRig) {
 	if resp := post("/.latchkey/logout", "", sameOrigin, tok); resp.StatusCode != http.StatusSeeOther {
 		t.Errorf("control: logout from the site: %d", resp.StatusCode)
 	}
-	if resp := r.A.get(t, "/logged-out", sessionCookieHdr(tok)...); resp.StatusCode != http.StatusUnauthorized {
+	if resp := r.A.get(t, "/logged-out", atkCookie(tok)...); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("control: the session after logout: %d, want 401", resp.StatusCode)
 	}
 }
 
-// offSite reports whether a Location, as a browser on base would follow it,
+// atkOffSite reports whether a Location, as a browser on base would follow it,
 // leaves base's host.
-func offSite(base, loc string) bool {
+func atkOffSite(base, loc string) bool {
 	b, _ := url.Parse(base)
 	// A browser reads '\' as '/' and drops tabs and newlines.
 	loc = strings.NewReplacer("\\", "/", "\t", "", "\n", "", "\r", "").Replace(strings.TrimSpace(loc))
@@ -737,7 +737,7 @@ func atkOffSiteRedirects(t *testing.T, r *atkRig) {
 			continue
 		}
 		loc := resp.Header.Get("Location")
-		if offSite(r.A.origin+target, loc) {
+		if atkOffSite(r.A.origin+target, loc) {
 			t.Errorf("GET %s: Location %q leaves the site", target, loc)
 		}
 		lu, err := url.Parse(loc)
@@ -748,7 +748,7 @@ func atkOffSiteRedirects(t *testing.T, r *atkRig) {
 		if lu.Path != "/.latchkey/login" {
 			t.Errorf("GET %s: Location %q is not the login page", target, loc)
 		}
-		if next := lu.Query().Get("next"); next != "" && offSite(r.A.origin+"/", next) {
+		if next := lu.Query().Get("next"); next != "" && atkOffSite(r.A.origin+"/", next) {
 			t.Errorf("GET %s: the login page's next=%q leaves the site", target, next)
 		}
 	}
@@ -770,7 +770,7 @@ func atkScannerThenOneClick(t *testing.T, r *atkRig) {
 		_, target := l.split(t)
 		before := r.A.up.count()
 		for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodGet} {
-			resp := r.A.send(t, rawReq{Method: m, Target: target, Header: pairs("User-Agent", "Barracuda Sentinel (EE)", "Accept", "*/*")})
+			resp := r.A.send(t, atkReq{Method: m, Target: target, Header: atkPairs("User-Agent", "Barracuda Sentinel (EE)", "Accept", "*/*")})
 			if resp.StatusCode != 200 {
 				t.Errorf("%s %s by a scanner: %d, want the confirmation page", kind, m, resp.StatusCode)
 			}
@@ -794,8 +794,8 @@ func atkScannerThenOneClick(t *testing.T, r *atkRig) {
 		} else {
 			body, ctype = "List-Unsubscribe=One-Click", "application/x-www-form-urlencoded"
 		}
-		oneClick := func() rawResp {
-			return r.A.send(t, rawReq{Method: http.MethodPost, Target: target, Header: pairs("Content-Type", ctype, "User-Agent", "Google-Mail-Unsubscribe"), Body: body})
+		oneClick := func() atkResp {
+			return r.A.send(t, atkReq{Method: http.MethodPost, Target: target, Header: atkPairs("Content-Type", ctype, "User-Agent", "Google-Mail-Unsubscribe"), Body: body})
 		}
 		if resp := oneClick(); resp.StatusCode != 200 || string(resp.Body) != "upstream A" {
 			t.Fatalf("%s one-click: %d %q, want the upstream's 200", kind, resp.StatusCode, resp.Body)
@@ -807,7 +807,7 @@ func atkScannerThenOneClick(t *testing.T, r *atkRig) {
 		if seen.Method != http.MethodPost || seen.URI != "/unsubscribe/news?list=a" || string(seen.Body) != body || seen.Header.Get("Content-Type") != ctype {
 			t.Errorf("%s one-click upstream got %s %s (%s) %q", kind, seen.Method, seen.URI, seen.Header.Get("Content-Type"), seen.Body)
 		}
-		checkIdentity(t, kind+" one-click", seen, map[string]string{"X-User-ID": fmt.Sprint(u.ID)})
+		atkCheckIdentity(t, kind+" one-click", seen, map[string]string{"X-User-ID": fmt.Sprint(u.ID)})
 		if resp := oneClick(); resp.StatusCode != http.StatusGone {
 			t.Errorf("%s second one-click: %d, want 410", kind, resp.StatusCode)
 		}
@@ -826,9 +826,9 @@ func atkScannerThenOneClick(t *testing.T, r *atkRig) {
 	}
 }
 
-// burst sends n requests at once, each on its own connection, and counts
+// atkBurst sends n requests at once, each on its own connection, and counts
 // the statuses.
-func burst(t *testing.T, s *atkSite, n int, mk func(i int) rawReq) map[int]int {
+func atkBurst(t *testing.T, s *atkSite, n int, mk func(i int) atkReq) map[int]int {
 	t.Helper()
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -859,8 +859,8 @@ func burst(t *testing.T, s *atkSite, n int, mk func(i int) rawReq) map[int]int {
 // throttle allows: attempts are counted before they are checked.
 func atkBurstThrottle(t *testing.T, r *atkRig) {
 	const n, limit = 60, 10
-	statuses := burst(t, r.A, n, func(i int) rawReq {
-		return rawReq{Method: http.MethodPost, Target: "/.latchkey/login", Header: pairs("Content-Type", "application/x-www-form-urlencoded"),
+	statuses := atkBurst(t, r.A, n, func(i int) atkReq {
+		return atkReq{Method: http.MethodPost, Target: "/.latchkey/login", Header: atkPairs("Content-Type", "application/x-www-form-urlencoded"),
 			Body: url.Values{"code": {fmt.Sprintf("ZZZZZZ%03d", i)}}.Encode()}
 	})
 	if statuses[http.StatusUnauthorized] > limit || statuses[http.StatusUnauthorized]+statuses[http.StatusTooManyRequests] != n {
@@ -878,8 +878,8 @@ func atkBurstThrottle(t *testing.T, r *atkRig) {
 	}
 
 	tk := r.ticket("--place", "louvre", "--purpose", "visit")
-	statuses = burst(t, r.A, n, func(i int) rawReq {
-		return rawReq{Target: fmt.Sprintf("/louvre/room?uuid=%s&password=wrong%03d", tk.UUID, i)}
+	statuses = atkBurst(t, r.A, n, func(i int) atkReq {
+		return atkReq{Target: fmt.Sprintf("/louvre/room?uuid=%s&password=wrong%03d", tk.UUID, i)}
 	})
 	if statuses[http.StatusForbidden] > limit || statuses[http.StatusForbidden]+statuses[http.StatusTooManyRequests] != n {
 		t.Errorf("ticket password burst: statuses %v; want at most %d 403s and the rest 429", statuses, limit)
@@ -915,19 +915,19 @@ func atkTicketExclusive(t *testing.T, r *atkRig) {
 	login := r.mintLink("--user", "tom@example.com", "--url", r.A.origin+"/louvre/room", "--mode", "login")
 	_, loginTarget := login.split(t)
 	// Controls: the session and the link are good where they belong.
-	if resp := r.A.get(t, "/elsewhere", sessionCookieHdr(tok)...); resp.StatusCode != 200 {
+	if resp := r.A.get(t, "/elsewhere", atkCookie(tok)...); resp.StatusCode != 200 {
 		t.Fatalf("control: the session elsewhere on A: %d", resp.StatusCode)
 	}
 	before := r.A.up.count()
 	cases := []struct {
 		name string
-		rq   rawReq
+		rq   atkReq
 	}{
-		{"session", rawReq{Target: "/louvre/room", Header: pairs(sessionCookieHdr(tok)...)}},
-		{"session, browser", rawReq{Target: "/louvre/room2", Header: pairs("Cookie", "latchkey_session="+tok, "Accept", "text/html")}},
-		{"request link", rawReq{Target: linkTarget}},
-		{"login link confirmation", rawReq{Method: http.MethodPost, Target: loginTarget, Header: pairs("Content-Type", "application/x-www-form-urlencoded"), Body: "latchkey_confirm=1"}},
-		{"session and link", rawReq{Target: linkTarget, Header: pairs(sessionCookieHdr(tok)...)}},
+		{"session", atkReq{Target: "/louvre/room", Header: atkPairs(atkCookie(tok)...)}},
+		{"session, browser", atkReq{Target: "/louvre/room2", Header: atkPairs("Cookie", "latchkey_session="+tok, "Accept", "text/html")}},
+		{"request link", atkReq{Target: linkTarget}},
+		{"login link confirmation", atkReq{Method: http.MethodPost, Target: loginTarget, Header: atkPairs("Content-Type", "application/x-www-form-urlencoded"), Body: "latchkey_confirm=1"}},
+		{"session and link", atkReq{Target: linkTarget, Header: atkPairs(atkCookie(tok)...)}},
 	}
 	for _, c := range cases {
 		resp := r.A.send(t, c.rq)
@@ -1036,15 +1036,15 @@ func atkHandleErrors(t *testing.T, r *atkRig) {
 	tokA, _ := r.session(r.A.name, u)
 	cases := []struct {
 		name   string
-		rq     rawReq
+		rq     atkReq
 		status int
 		reason string
 	}{
-		{"no credential", rawReq{Target: "/x"}, 401, "missing"},
-		{"another site's session", rawReq{Target: "/y", Header: pairs(sessionCookieHdr(tokA)...)}, 401, "wrong_site"},
-		{"forged link", rawReq{Target: "/z?token=not.a.jwt"}, 401, "bad_signature"},
-		{"wrong invite code", rawReq{Method: http.MethodPost, Target: "/.latchkey/login", Header: pairs("Content-Type", "application/x-www-form-urlencoded"), Body: "code=ZZZZZZ999"}, 401, "unknown"},
-		{"cross-site invite code", rawReq{Method: http.MethodPost, Target: "/.latchkey/login", Header: pairs("Content-Type", "application/x-www-form-urlencoded", "Sec-Fetch-Site", "cross-site"), Body: "code=ZZZZZZ999"}, 403, "cross_origin"},
+		{"no credential", atkReq{Target: "/x"}, 401, "missing"},
+		{"another site's session", atkReq{Target: "/y", Header: atkPairs(atkCookie(tokA)...)}, 401, "wrong_site"},
+		{"forged link", atkReq{Target: "/z?token=not.a.jwt"}, 401, "bad_signature"},
+		{"wrong invite code", atkReq{Method: http.MethodPost, Target: "/.latchkey/login", Header: atkPairs("Content-Type", "application/x-www-form-urlencoded"), Body: "code=ZZZZZZ999"}, 401, "unknown"},
+		{"cross-site invite code", atkReq{Method: http.MethodPost, Target: "/.latchkey/login", Header: atkPairs("Content-Type", "application/x-www-form-urlencoded", "Sec-Fetch-Site", "cross-site"), Body: "code=ZZZZZZ999"}, 403, "cross_origin"},
 	}
 	for _, c := range cases {
 		resp := r.C.send(t, c.rq)
@@ -1084,7 +1084,7 @@ func atkSecureCookie(trusted bool) func(t *testing.T, r *atkRig) {
 			}
 			l := r.mintLink("--user", "sec@example.com", "--url", r.A.origin+"/in", "--mode", "login")
 			_, target := l.split(t)
-			resp = r.A.send(t, rawReq{Method: http.MethodPost, Target: target, Header: append(pairs("Content-Type", "application/x-www-form-urlencoded"), pairs(hdr...)...), Body: "latchkey_confirm=1"})
+			resp = r.A.send(t, atkReq{Method: http.MethodPost, Target: target, Header: append(atkPairs("Content-Type", "application/x-www-form-urlencoded"), atkPairs(hdr...)...), Body: "latchkey_confirm=1"})
 			c := resp.cookie("latchkey_session")
 			if resp.StatusCode != http.StatusSeeOther || c == nil {
 				t.Fatalf("magic link login: %d %v", resp.StatusCode, resp.Header)
@@ -1113,7 +1113,7 @@ func atkMore(t *testing.T, r *atkRig) {
 		r.waitRefusal(t, r.B, "/promo", "wrong_target")
 		// The catch-all C, sent A's Host so that the link's host matches:
 		// the user belongs to A.
-		if resp := r.C.send(t, rawReq{Target: target, Host: r.A.host}); resp.StatusCode != http.StatusForbidden {
+		if resp := r.C.send(t, atkReq{Target: target, Host: r.A.host}); resp.StatusCode != http.StatusForbidden {
 			t.Errorf("on C with A's Host: %d, want 403", resp.StatusCode)
 		}
 		r.waitAudit(1, func(e store.AuditEvent) bool {
@@ -1122,7 +1122,7 @@ func atkMore(t *testing.T, r *atkRig) {
 		// A user of every site: the link's row belongs to A.
 		gl := r.mintLink("--user", "gil@example.com", "--url", r.A.origin+"/promo2", "--max-uses", "0")
 		_, gtarget := gl.split(t)
-		if resp := r.C.send(t, rawReq{Target: gtarget, Host: r.A.host}); resp.StatusCode != http.StatusForbidden {
+		if resp := r.C.send(t, atkReq{Target: gtarget, Host: r.A.host}); resp.StatusCode != http.StatusForbidden {
 			t.Errorf("a global user's link of A on C with A's Host: %d, want 403", resp.StatusCode)
 		}
 		r.waitAudit(1, func(e store.AuditEvent) bool { return e.CredentialID == gl.JTI && e.Reason == "wrong_site" })
@@ -1136,7 +1136,7 @@ func atkMore(t *testing.T, r *atkRig) {
 			t.Fatal(err)
 		}
 		ou, _ := url.Parse(raw)
-		if resp := r.C.send(t, rawReq{Target: ou.RequestURI(), Host: r.A.host}); resp.StatusCode != http.StatusForbidden {
+		if resp := r.C.send(t, atkReq{Target: ou.RequestURI(), Host: r.A.host}); resp.StatusCode != http.StatusForbidden {
 			t.Errorf("an app-minted link of A's user on C with A's Host: %d, want 403", resp.StatusCode)
 		}
 		r.waitAudit(1, func(e store.AuditEvent) bool { return e.CredentialID == info.JTI && e.Reason == "wrong_site" })
@@ -1170,20 +1170,20 @@ func atkMore(t *testing.T, r *atkRig) {
 	t.Run("logout on one route ends the session on every route of the site; GET does not log out", func(t *testing.T) {
 		u := r.user(r.A.name, "out@example.com")
 		tok, _ := r.session(r.A.name, u)
-		if resp := r.A.get(t, "/custom/warm", sessionCookieHdr(tok)...); resp.StatusCode != 200 {
+		if resp := r.A.get(t, "/custom/warm", atkCookie(tok)...); resp.StatusCode != 200 {
 			t.Fatalf("control: %d", resp.StatusCode)
 		}
 		for _, m := range []string{http.MethodGet, http.MethodHead} {
-			r.A.send(t, rawReq{Method: m, Target: "/.latchkey/logout", Header: pairs(sessionCookieHdr(tok)...)})
+			r.A.send(t, atkReq{Method: m, Target: "/.latchkey/logout", Header: atkPairs(atkCookie(tok)...)})
 		}
-		if resp := r.A.get(t, "/custom/after-get", sessionCookieHdr(tok)...); resp.StatusCode != 200 {
+		if resp := r.A.get(t, "/custom/after-get", atkCookie(tok)...); resp.StatusCode != 200 {
 			t.Errorf("GET of the logout page ended the session: %d", resp.StatusCode)
 		}
-		if resp := r.A.postForm(t, "/.latchkey/logout", nil, sessionCookieHdr(tok)...); resp.StatusCode != http.StatusSeeOther {
+		if resp := r.A.postForm(t, "/.latchkey/logout", nil, atkCookie(tok)...); resp.StatusCode != http.StatusSeeOther {
 			t.Fatalf("logout: %d", resp.StatusCode)
 		}
 		for _, p := range []string{"/custom/after", "/after", "/unsubscribe/after"} {
-			if resp := r.A.get(t, p, sessionCookieHdr(tok)...); resp.StatusCode != http.StatusUnauthorized {
+			if resp := r.A.get(t, p, atkCookie(tok)...); resp.StatusCode != http.StatusUnauthorized {
 				t.Errorf("%s after logout: %d, want 401", p, resp.StatusCode)
 			}
 		}
@@ -1210,8 +1210,8 @@ func atkMore(t *testing.T, r *atkRig) {
 		if resp := r.B.postForm(t, "/.latchkey/login", url.Values{"code": {code}}); resp.StatusCode != http.StatusUnauthorized || resp.cookie("latchkey_session") != nil {
 			t.Errorf("A's code on B: %d", resp.StatusCode)
 		}
-		if resp := r.C.send(t, rawReq{Method: http.MethodPost, Target: "/.latchkey/login", Host: r.A.host,
-			Header: pairs("Content-Type", "application/x-www-form-urlencoded"), Body: url.Values{"code": {code}}.Encode()}); resp.StatusCode != http.StatusUnauthorized {
+		if resp := r.C.send(t, atkReq{Method: http.MethodPost, Target: "/.latchkey/login", Host: r.A.host,
+			Header: atkPairs("Content-Type", "application/x-www-form-urlencoded"), Body: url.Values{"code": {code}}.Encode()}); resp.StatusCode != http.StatusUnauthorized {
 			t.Errorf("A's code on C with A's Host: %d", resp.StatusCode)
 		}
 		evs := r.waitAudit(2, func(e store.AuditEvent) bool { return e.Kind == "invite" && e.CredentialID == fmt.Sprint(inv.ID) })
@@ -1228,7 +1228,7 @@ func atkMore(t *testing.T, r *atkRig) {
 
 	t.Run("sessions of C on A, of a deactivated user, planted before a login", func(t *testing.T) {
 		tokC, _ := r.session(r.C.name, global)
-		if resp := r.A.get(t, "/from-c", sessionCookieHdr(tokC)...); resp.StatusCode != http.StatusUnauthorized {
+		if resp := r.A.get(t, "/from-c", atkCookie(tokC)...); resp.StatusCode != http.StatusUnauthorized {
 			t.Errorf("C's session on A: %d", resp.StatusCode)
 		}
 		r.waitRefusal(t, r.A, "/from-c", "wrong_site")
@@ -1237,7 +1237,7 @@ func atkMore(t *testing.T, r *atkRig) {
 		if err := r.st.SetUserActive(ctx, gone.ID, false); err != nil {
 			t.Fatal(err)
 		}
-		resp := r.A.get(t, "/deactivated", sessionCookieHdr(tokGone)...)
+		resp := r.A.get(t, "/deactivated", atkCookie(tokGone)...)
 		if c := resp.cookie("latchkey_session"); resp.StatusCode != http.StatusUnauthorized || c == nil || c.MaxAge >= 0 {
 			t.Errorf("a deactivated user's session: %d, cookie %v; want 401 and the cookie cleared", resp.StatusCode, c)
 		}
@@ -1247,11 +1247,11 @@ func atkMore(t *testing.T, r *atkRig) {
 		mallory := r.user(r.A.name, "mallory@example.com")
 		planted, _ := r.session(r.A.name, mallory)
 		code, _ := r.invite(r.A.name, "victim@example.com")
-		_, fresh := r.loginWithCode(t, r.A, code, sessionCookieHdr(planted)...)
+		_, fresh := r.loginWithCode(t, r.A, code, atkCookie(planted)...)
 		if fresh == planted {
 			t.Fatal("the login kept the planted session cookie")
 		}
-		r.A.get(t, "/planted", sessionCookieHdr(planted)...)
+		r.A.get(t, "/planted", atkCookie(planted)...)
 		if got := r.A.up.last(t).Header.Get("X-User-ID"); got != fmt.Sprint(mallory.ID) {
 			t.Errorf("the planted session now acts as user %q, want mallory %d", got, mallory.ID)
 		}
@@ -1271,7 +1271,7 @@ func atkMore(t *testing.T, r *atkRig) {
 		// Control through the same path: the address on its own site.
 		r.B.postForm(t, "/.latchkey/login", url.Values{"email": {bob.Email}})
 		m := r.waitMail(t, bob.Email, 1)
-		checkMailOrigin(t, m, r.B.origin)
+		atkCheckMailOrigin(t, m, r.B.origin)
 		if n := r.mailsTo(bob.Email); n != 1 {
 			t.Errorf("%d mails to B's user, want only the one B sent", n)
 		}
@@ -1280,7 +1280,7 @@ func atkMore(t *testing.T, r *atkRig) {
 	t.Run("header injection into the invite mail", func(t *testing.T) {
 		boss := r.user(r.A.name, "chief@example.com", store.Role{Site: r.A.name, Name: "staff"})
 		tok, _ := r.session(r.A.name, boss)
-		resp := r.A.postForm(t, "/.latchkey/invite", url.Values{"email": {"inj@example.com"}, "name": {"Eve\r\nBcc: mallory@evil.example\r\nSubject: pwned"}}, sessionCookieHdr(tok)...)
+		resp := r.A.postForm(t, "/.latchkey/invite", url.Values{"email": {"inj@example.com"}, "name": {"Eve\r\nBcc: mallory@evil.example\r\nSubject: pwned"}}, atkCookie(tok)...)
 		if resp.StatusCode != 200 {
 			t.Fatalf("staff invite: %d", resp.StatusCode)
 		}
@@ -1294,7 +1294,7 @@ func atkMore(t *testing.T, r *atkRig) {
 		if r.mailsTo("mallory@evil.example") != 0 {
 			t.Error("the name added a recipient")
 		}
-		if resp := r.A.postForm(t, "/.latchkey/invite", url.Values{"email": {"x@example.com\r\nBcc: mallory@evil.example"}}, sessionCookieHdr(tok)...); resp.StatusCode == 200 && r.mailsTo("mallory@evil.example") != 0 {
+		if resp := r.A.postForm(t, "/.latchkey/invite", url.Values{"email": {"x@example.com\r\nBcc: mallory@evil.example"}}, atkCookie(tok)...); resp.StatusCode == 200 && r.mailsTo("mallory@evil.example") != 0 {
 			t.Error("the address added a recipient")
 		}
 	})
@@ -1309,7 +1309,7 @@ func atkMore(t *testing.T, r *atkRig) {
 		}
 		if resp := r.A.get(t, "/big2", "Cookie", "latchkey_session="+tokA, "X-User-ID", strings.Repeat("9", 4000), "x_user_id", strings.Repeat("8", 4000)); resp.StatusCode != 200 {
 			t.Errorf("4000-byte forged header with a session: %d", resp.StatusCode)
-		} else if got := headerValues(r.A.up.last(t).Header, "X-User-ID"); len(got) != 1 || got[0] != fmt.Sprint(alice.ID) {
+		} else if got := atkHeaderValues(r.A.up.last(t).Header, "X-User-ID"); len(got) != 1 || got[0] != fmt.Sprint(alice.ID) {
 			t.Errorf("upstream X-User-ID %d values", len(got))
 		}
 		code, _ := r.invite(r.A.name, "long@example.com")
@@ -1349,13 +1349,13 @@ func atkMore(t *testing.T, r *atkRig) {
 		if resp := r.A.get(t, "/p?token="+tok); resp.StatusCode != 200 {
 			t.Errorf("control: the genuine token: %d", resp.StatusCode)
 		}
-		for _, mk := range []func(uuid, pw string) rawReq{
-			func(uuid, pw string) rawReq {
-				return rawReq{Target: "/louvre/room?uuid=" + uuid + "&password=" + pw + "&password=x&uuid=" + uuid}
+		for _, mk := range []func(uuid, pw string) atkReq{
+			func(uuid, pw string) atkReq {
+				return atkReq{Target: "/louvre/room?uuid=" + uuid + "&password=" + pw + "&password=x&uuid=" + uuid}
 			},
-			func(uuid, pw string) rawReq {
-				return rawReq{Method: http.MethodPost, Target: "/louvre/room?uuid=" + uuid + "&password=" + pw,
-					Header: pairs("Content-Type", "application/x-www-form-urlencoded"), Body: "password=" + pw + "&uuid=" + uuid + "&x=1&password=again"}
+			func(uuid, pw string) atkReq {
+				return atkReq{Method: http.MethodPost, Target: "/louvre/room?uuid=" + uuid + "&password=" + pw,
+					Header: atkPairs("Content-Type", "application/x-www-form-urlencoded"), Body: "password=" + pw + "&uuid=" + uuid + "&x=1&password=again"}
 			},
 		} {
 			tk := r.ticket("--place", "louvre", "--purpose", "visit")
