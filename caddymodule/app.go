@@ -19,6 +19,7 @@ import (
 	"github.com/latchkeyhq/latchkey/internal/gate"
 	"github.com/latchkeyhq/latchkey/internal/keys"
 	"github.com/latchkeyhq/latchkey/internal/link"
+	"github.com/latchkeyhq/latchkey/internal/metrics"
 	"github.com/latchkeyhq/latchkey/internal/ops"
 	"github.com/latchkeyhq/latchkey/internal/session"
 	"github.com/latchkeyhq/latchkey/internal/store"
@@ -70,7 +71,9 @@ type App struct {
 	SMTP *SMTPConfig `json:"smtp,omitempty"`
 
 	store    store.Store
-	sessions *session.Cache // shared by every handler, so a logout holds everywhere
+	reqStore store.Store      // store as the handlers use it, timed for metrics
+	metrics  *metrics.Metrics // nil without a metrics registry
+	sessions *session.Cache   // shared by every handler, so a logout holds everywhere
 	poolKey  string
 	secret   []byte
 	audit    *audit.Writer
@@ -241,6 +244,37 @@ func (a *App) Provision(ctx caddy.Context) error {
 		BatchSize:     ac.BatchSize,
 		FlushInterval: time.Duration(ac.FlushInterval),
 	}, audit.NewUAParser(4096), a.logger.Named("audit"))
+	a.reqStore = a.store
+	if err := a.provisionMetrics(ctx); err != nil {
+		return err
+	}
+	return nil
+}
+
+// provisionMetrics registers latchkey's caddy_latchkey_* metrics on the
+// config's metrics registry, which the admin endpoint's /metrics (and the
+// metrics handler) serve. Caddy makes a registry for every config load, so
+// a reload registers the new app's collectors on a new registry while the
+// old config drains with its own: nothing is registered twice.
+func (a *App) provisionMetrics(ctx caddy.Context) error {
+	reg := ctx.GetMetricsRegistry()
+	if reg == nil {
+		return nil
+	}
+	m := metrics.New()
+	if err := m.Register(reg); err != nil {
+		return fmt.Errorf("latchkey metrics: %w", err)
+	}
+	if err := metrics.RegisterReplacing(reg, metrics.NewAuditCollector(a.audit)); err != nil {
+		return fmt.Errorf("latchkey metrics: %w", err)
+	}
+	if a.mailer != nil {
+		if err := metrics.RegisterReplacing(reg, metrics.NewOutboxCollector(a.mailer.QueueDepth)); err != nil {
+			return fmt.Errorf("latchkey metrics: %w", err)
+		}
+	}
+	a.metrics = m
+	a.reqStore = m.Store(a.store)
 	return nil
 }
 

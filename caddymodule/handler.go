@@ -176,7 +176,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.Session != nil {
 		sc = *h.Session
 	}
-	sessions := session.New(app.store, app.secret, session.Config{
+	sessions := session.New(app.reqStore, app.secret, session.Config{
 		Site:     st.Name,
 		Idle:     time.Duration(sc.Idle),
 		Lifetime: time.Duration(sc.Lifetime),
@@ -185,7 +185,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	deps := gate.Deps{
 		Site:        st,
 		Sessions:    sessions,
-		Store:       app.store,
+		Store:       app.reqStore,
 		Audit:       app.audit,
 		Pages:       app.pages,
 		Logger:      ctx.Logger(),
@@ -193,8 +193,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		ErrorStatus: errorStatus,
 		Throttles:   map[string]gate.Throttle{},
 	}
+	if app.metrics != nil { // not a typed nil in the interface
+		deps.Metrics = app.metrics
+	}
 	if h.Invite != nil {
-		deps.Invites = invite.NewService(app.store, app.secret, h.Invite.rules(), nil)
+		deps.Invites = invite.NewService(app.reqStore, app.secret, h.Invite.rules(), nil)
 		deps.Throttles[gate.KindInvite] = gate.Throttle{PerIP: h.Invite.Throttle.limiter()}
 		deps.Inviter = pageOps
 	}

@@ -236,6 +236,10 @@ func (w *Writer) Failed() uint64 { return w.failed.Load() }
 // Written counts events the sink accepted.
 func (w *Writer) Written() uint64 { return w.written.Load() }
 
+// QueueDepth is how many events wait in the queue for the writer goroutine
+// (not counting the batch it is filling or writing).
+func (w *Writer) QueueDepth() int { return len(w.queue) }
+
 func (w *Writer) run() {
 	defer close(w.done)
 	timer := time.NewTimer(w.opts.FlushInterval)

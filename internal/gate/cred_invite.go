@@ -69,7 +69,7 @@ func (c *inviteCredential) Use(rq *Request) Outcome {
 	if target == "" {
 		target = "/"
 	}
-	return Outcome{UserID: res.User.ID, SessionID: sess.ID, Recorded: true, Respond: func(w http.ResponseWriter) error {
+	return Outcome{UserID: res.User.ID, SessionID: sess.ID, Recorded: true, Consumed: consumedAlways, Respond: func(w http.ResponseWriter) error {
 		g.setCookie(w, rq, token, sess)
 		http.Redirect(w, r, target, http.StatusSeeOther)
 		return nil

@@ -213,7 +213,7 @@ func (c *linkCredential) Use(rq *Request) Outcome {
 	}
 
 	if claims.Mode == link.ModeLogin {
-		return Outcome{UserID: uid, SessionID: use.Session.ID, Recorded: true, Respond: func(w http.ResponseWriter) error {
+		return Outcome{UserID: uid, SessionID: use.Session.ID, Recorded: true, Consumed: consumedAlways, Respond: func(w http.ResponseWriter) error {
 			g.setCookie(w, rq, cookieToken, use.Session)
 			http.Redirect(w, r, cleanURL(r.URL.EscapedPath(), fl.rest), http.StatusSeeOther)
 			return nil
@@ -230,7 +230,7 @@ func (c *linkCredential) Use(rq *Request) Outcome {
 	}
 	r.RequestURI = r.URL.RequestURI()
 	r.Form, r.PostForm, r.MultipartForm = nil, nil, nil
-	out := Outcome{UserID: uid, Recorded: true, Vars: map[string]string{VarLinkJTI: claims.ID}}
+	out := Outcome{UserID: uid, Recorded: true, Consumed: consumedAlways, Vars: map[string]string{VarLinkJTI: claims.ID}}
 	if len(claims.Data) > 0 {
 		if js, err := asciiJSON(claims.Data); err == nil {
 			out.Header = http.Header{LinkDataHeader: {js}}

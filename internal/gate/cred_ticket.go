@@ -193,15 +193,21 @@ func (c *ticketCredential) Use(rq *Request) Outcome {
 		stampOn = defaultStampOn
 	}
 	auditID := ev.ID
+	var stamped bool
 	out.Finish = func(status int, latency time.Duration) {
 		// Not the request's context: a client that hung up must not leave
 		// the ticket claimed until the lease lapses.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
 		defer cancel()
-		if err := g.d.Store.FinishTicket(ctx, t.UUID, lease, stampOn(status), g.d.Now(), rq.Env.ClientIP, r.UserAgent(), status, auditID, latency); err != nil {
+		stamp := stampOn(status)
+		if err := g.d.Store.FinishTicket(ctx, t.UUID, lease, stamp, g.d.Now(), rq.Env.ClientIP, r.UserAgent(), status, auditID, latency); err != nil {
 			g.d.Logger.Warn("finishing ticket claim", zap.String("ticket", t.UUID), zap.Int("status", status), zap.Error(err))
+		} else {
+			stamped = stamp
 		}
 	}
+	// A claim given back (the upstream failed) took no use.
+	out.Consumed = func(int) bool { return stamped }
 	return out
 }
 

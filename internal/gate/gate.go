@@ -111,6 +111,18 @@ type Recorder interface {
 	Describe(e *store.AuditEvent)
 }
 
+// Observer counts what the pipeline decides, for metrics; *metrics.Metrics
+// is one. Its methods run on the request path and must not block.
+type Observer interface {
+	// Attempt is called once for every audited request, as it ends: the
+	// audit record's kind, outcome and reason, the response status, and the
+	// time the request spent in the gateway (the upstream's excluded).
+	Attempt(kind, outcome, reason string, status int, d time.Duration)
+	// Consumed is called when a request took a use of a limited credential
+	// (Outcome.Consumed said so).
+	Consumed(kind string)
+}
+
 // Vars receives placeholders; *caddy.Replacer is one.
 type Vars interface {
 	Set(variable string, value any)
@@ -173,6 +185,8 @@ type Deps struct {
 	// Extra are further kinds of credential, tried after the built-in ones
 	// and before the session cookie.
 	Extra []Credential
+	// Metrics, when set, observes every audited request.
+	Metrics Observer
 	// ErrorStatus maps an error returned by Next to the status the client
 	// got, for the audit trail. Nil means 500 for every error.
 	ErrorStatus func(error) int

@@ -42,6 +42,9 @@ type Request struct {
 	// page, when set, renders this request's refusals (the login form
 	// with its message, rather than the generic refusal page).
 	page func(w http.ResponseWriter, rf *Refusal) error
+	// upstream is how long the upstream took, left out of the gateway's
+	// time in metrics.
+	upstream time.Duration
 }
 
 // Outcome is what a credential's Use decided.
@@ -66,7 +69,14 @@ type Outcome struct {
 	// Recorded: the store wrote the audit record together with the use, so
 	// the pipeline records no other.
 	Recorded bool
+	// Consumed, when set, reports from the response status whether the
+	// request took a use of a limited credential (a link use, an invite
+	// redemption, a ticket stamped used), for metrics. It runs after Finish.
+	Consumed func(status int) bool
 }
+
+// consumedAlways is Outcome.Consumed of a credential used up by Use itself.
+func consumedAlways(int) bool { return true }
 
 // refusalPager is a Credential with a page of its own for refusals.
 type refusalPager interface {
@@ -151,22 +161,29 @@ func (g *Gate) run(rq *Request, c Credential, next Next) error {
 	if out.Respond != nil {
 		sw := &statusWriter{ResponseWriter: rq.W}
 		err := out.Respond(sw)
+		status := sw.code()
 		if !out.Recorded {
 			rq.Ev.Outcome = store.OutcomeAccepted
-			rq.Ev.Status = sw.code()
+			rq.Ev.Status = status
 			g.record(rq)
+		} else {
+			g.observeRecorded(rq, status)
 		}
+		g.consumed(kind, out.Consumed, status)
 		return err
 	}
 
 	g.identify(rq, out)
 	sw := &statusWriter{ResponseWriter: rq.W}
+	up := g.d.Now()
 	err := next(sw, r)
 	status := sw.code()
 	if err != nil {
 		status = g.d.ErrorStatus(err)
 	}
-	latency := g.d.Now().Sub(rq.Start)
+	now := g.d.Now()
+	rq.upstream = now.Sub(up)
+	latency := now.Sub(rq.Start)
 	if out.Finish != nil {
 		out.Finish(status, latency)
 	}
@@ -175,7 +192,10 @@ func (g *Gate) run(rq *Request, c Credential, next Next) error {
 		rq.Ev.Status = status
 		rq.Ev.UserID, rq.Ev.SessionID = out.UserID, out.SessionID
 		g.record(rq)
+	} else {
+		g.observeRecorded(rq, status)
 	}
+	g.consumed(kind, out.Consumed, status)
 	return err
 }
 
@@ -212,7 +232,33 @@ func (g *Gate) identify(rq *Request, out Outcome) {
 // record finishes the request's audit record and queues it.
 func (g *Gate) record(rq *Request) {
 	rq.Ev.Latency = g.d.Now().Sub(rq.Start)
+	g.observe(rq, rq.Ev.Outcome, rq.Ev.Status, rq.Ev.Latency)
 	g.d.Audit.Record(rq.Ev)
+}
+
+// observe is where every audited request ends for metrics: from record, or
+// from run when the store wrote the record with the use. So each kind is
+// counted once per audit record, the same way. total is the time since the
+// request arrived; the upstream's part is left out.
+func (g *Gate) observe(rq *Request, outcome string, status int, total time.Duration) {
+	if m := g.d.Metrics; m != nil {
+		m.Attempt(rq.Ev.Kind, outcome, rq.Ev.Reason, status, total-rq.upstream)
+	}
+}
+
+// observeRecorded observes an accepted request whose audit record the
+// store wrote with the use.
+func (g *Gate) observeRecorded(rq *Request, status int) {
+	if g.d.Metrics != nil {
+		g.observe(rq, store.OutcomeAccepted, status, g.d.Now().Sub(rq.Start))
+	}
+}
+
+// consumed counts the use a request took of a limited credential.
+func (g *Gate) consumed(kind string, consumed func(int) bool, status int) {
+	if m := g.d.Metrics; m != nil && consumed != nil && consumed(status) {
+		m.Consumed(kind)
+	}
 }
 
 func safeMethod(m string) bool {

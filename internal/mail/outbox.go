@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	netmail "net/mail"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	gomail "github.com/wneessen/go-mail"
@@ -44,6 +45,10 @@ var (
 	// conversation: a caller with a long SMTP timeout should pass a longer
 	// one in WorkerOptions.
 	Lease = 5 * time.Minute
+	// CountEvery is how often a worker counts the queued mails for
+	// QueueDepth (after a poll), and CountLimit the most it counts.
+	CountEvery = 15 * time.Second
+	CountLimit = 10000
 )
 
 // Backoff is the wait after the attempt-th failed attempt (1 for the
@@ -164,6 +169,8 @@ type WorkerOptions struct {
 	// error, nil for a delivery. It runs on the worker's goroutine, with a
 	// context that is not cancelled by stopping the worker.
 	Attempted func(ctx context.Context, m *store.Mail, sendErr error)
+	// CountEvery overrides the package's CountEvery.
+	CountEvery time.Duration
 }
 
 // Worker sends the outbox's mail. Any number of workers, in one process or
@@ -175,6 +182,10 @@ type Worker struct {
 	o    WorkerOptions
 	wake chan struct{}
 	wg   sync.WaitGroup
+	// depth is the queued mails at the last count, -1 before the first;
+	// counted is when that was (UnixNano).
+	depth   atomic.Int64
+	counted atomic.Int64
 }
 
 // NewWorker makes a worker; Start runs it.
@@ -189,6 +200,7 @@ func NewWorker(st store.Outbox, send MailSender, o WorkerOptions) *Worker {
 	def(&o.RetryFirst, RetryFirst)
 	def(&o.RetryMax, RetryMax)
 	def(&o.MaxAge, MaxAge)
+	def(&o.CountEvery, CountEvery)
 	if o.MaxAttempts <= 0 {
 		o.MaxAttempts = MaxAttempts
 	}
@@ -201,7 +213,32 @@ func NewWorker(st store.Outbox, send MailSender, o WorkerOptions) *Worker {
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
 	}
-	return &Worker{st: st, send: send, o: o, wake: make(chan struct{}, 1)}
+	w := &Worker{st: st, send: send, o: o, wake: make(chan struct{}, 1)}
+	w.depth.Store(-1)
+	return w
+}
+
+// QueueDepth is how many mails were queued in the outbox (due or waiting
+// for a retry, by every gateway on the store) when the running worker last
+// counted them, at most CountLimit; ok is false before it first did.
+func (w *Worker) QueueDepth() (n int, ok bool) {
+	d := w.depth.Load()
+	return int(d), d >= 0
+}
+
+// count refreshes QueueDepth once CountEvery has passed since the last
+// count; a failed count keeps the last one.
+func (w *Worker) count(ctx context.Context) {
+	now := time.Now().UnixNano() // the real clock: this paces the store, not mail
+	last := w.counted.Load()
+	if last != 0 && now-last < int64(w.o.CountEvery) || !w.counted.CompareAndSwap(last, now) {
+		return
+	}
+	ms, err := w.st.Mails(ctx, store.MailFilter{State: store.MailQueued, Limit: CountLimit})
+	if err != nil {
+		return
+	}
+	w.depth.Store(int64(len(ms)))
 }
 
 // Enqueue puts m in the outbox and wakes the worker, so that it goes out at
@@ -236,6 +273,7 @@ func (w *Worker) Start(ctx context.Context) {
 		defer t.Stop()
 		for {
 			w.drain(ctx)
+			w.count(ctx)
 			select {
 			case <-ctx.Done():
 				return

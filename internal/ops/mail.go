@@ -83,6 +83,10 @@ func (m *OutboxMailer) Start(ctx context.Context) { m.worker.Start(ctx) }
 // ended.
 func (m *OutboxMailer) Wait() { m.worker.Wait() }
 
+// QueueDepth is the outbox's queued mails as of the worker's last count
+// (see mail.Worker.QueueDepth).
+func (m *OutboxMailer) QueueDepth() (int, bool) { return m.worker.QueueDepth() }
+
 // SendInvite renders the invite mail and queues it; a queued mail for the
 // same invite (with a code the new one replaced) is superseded. With
 // SendNow it is sent at once, and the outcome is recorded on inv.
