@@ -86,6 +86,7 @@ type config struct {
 	rotate, small, big  int
 	poolRate            int
 	keep                bool
+	dir                 string
 }
 
 func main() {
@@ -103,6 +104,7 @@ func main() {
 	flag.IntVar(&c.big, "store-big", 1_000_000, "sessions rows in the big store (row 7)")
 	flag.IntVar(&c.poolRate, "pool-rate", 8000, "one-shot credentials made per second of load; a faster gateway runs out, which is reported")
 	flag.BoolVar(&c.keep, "keep", false, "keep the temporary directory (stores, Caddyfiles, logs)")
+	flag.StringVar(&c.dir, "dir", defaultDir(), "where the temporary directory (the stores) goes: tmpfs by default, so that other processes' disk I/O does not stall SQLite's checkpoints; a directory on disk to include the disk")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fail(2, "unexpected arguments: %q", flag.Args())
@@ -258,6 +260,11 @@ type Result struct {
 		LoadAfter   string  `json:"loadavg_after"`
 		OtherCPU    float64 `json:"other_cpu_cores"` // busy CPU of processes not in the run, in cores, during the load
 		MachineBusy float64 `json:"machine_busy_cores"`
+		// Pressure stall information during the load: the share of time
+		// some task waited for I/O, or for a CPU (/proc/pressure).
+		IOPressure  float64 `json:"io_pressure_some"`
+		CPUPressure float64 `json:"cpu_pressure_some"`
+		Dir         string  `json:"dir"`
 	} `json:"machine"`
 	Settings struct {
 		Threads   int     `json:"wrk_threads"`
@@ -336,7 +343,7 @@ func (b *bench) run() (*Result, error) {
 	res.Settings.PoolRate = c.poolRate
 
 	var err error
-	if b.dir, err = os.MkdirTemp("", "latchkey-bench-"); err != nil {
+	if b.dir, err = os.MkdirTemp(c.dir, "latchkey-bench-"); err != nil {
 		return nil, err
 	}
 	if c.keep {
@@ -603,6 +610,7 @@ func (b *bench) run() (*Result, error) {
 	// ---- The load, group by group. ----
 	busy0, _ := machineCPU()
 	ours0 := b.ourCPU()
+	io0, cpuP0 := pressure("io"), pressure("cpu")
 	loadStart := time.Now()
 	groups := [][]*target{
 		{tPlain, tSession, tFwd},
@@ -640,6 +648,11 @@ func (b *bench) run() (*Result, error) {
 	res.Machine.MachineBusy = round2((busy1 - busy0).Seconds() / loadWall.Seconds())
 	res.Machine.OtherCPU = round2(math.Max(0, ((busy1-busy0)-(ours1-ours0)).Seconds()/loadWall.Seconds()))
 	res.Machine.LoadAfter = loadavg()
+	if io0 >= 0 {
+		res.Machine.IOPressure = round3((pressure("io") - io0).Seconds() / loadWall.Seconds())
+		res.Machine.CPUPressure = round3((pressure("cpu") - cpuP0).Seconds() / loadWall.Seconds())
+	}
+	res.Machine.Dir = c.dir
 
 	// ---- Stop every Caddy gracefully (the audit writer flushes), then
 	// check what reached the upstream and the stores. ----
@@ -660,6 +673,9 @@ func (b *bench) run() (*Result, error) {
 	b.rows(tPlain, tSession, tFwd, tPlainRot, tRot, tPlainLink, tLink, tLimited, tTicket, tStatic, tRefused, tSmall, tBig, base, lk, big)
 	if res.Machine.OtherCPU > 0.25 {
 		res.Notes = append(res.Notes, fmt.Sprintf("other processes kept %.2f CPU cores busy during the load (of %d): the numbers are disturbed; run again on a quiet machine", res.Machine.OtherCPU, res.Machine.NProc))
+	}
+	if res.Machine.IOPressure > 0.10 {
+		res.Notes = append(res.Notes, fmt.Sprintf("some task waited for disk I/O %.0f%% of the time during the load (/proc/pressure/io): SQLite's syncs may have stalled if the stores are on disk (%s)", res.Machine.IOPressure*100, c.dir))
 	}
 	res.Seconds = round2(time.Since(b.start).Seconds())
 	res.OK = len(res.Problems) == 0
@@ -981,8 +997,8 @@ func (res *Result) print(out io.Writer) {
 	m, s := res.Machine, res.Settings
 	fmt.Fprintf(out, "\nlatchkey-bench: wrk -t%d -c%d, %d rounds × %gs per target (interleaved) after a %gs warm-up; caddy %s\n",
 		s.Threads, s.Conns, s.Rounds, s.RoundS, s.WarmupS, m.Caddy)
-	fmt.Fprintf(out, "machine: %d CPUs, %s, %s; load %s before, %s after; other processes busy %.2f cores during the load\n\n",
-		m.NProc, m.CPU, m.CaddyGo, m.LoadBefore, m.LoadAfter, m.OtherCPU)
+	fmt.Fprintf(out, "machine: %d CPUs, %s, %s; load %s before, %s after; during the load: other processes busy %.2f cores, I/O pressure %.0f%%; stores in %s\n\n",
+		m.NProc, m.CPU, m.CaddyGo, m.LoadBefore, m.LoadAfter, m.OtherCPU, m.IOPressure*100, m.Dir)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "#\tpath\tlatchkey\tbaseline\tratio\ttarget\tmet?\tCPU/req\tspread\t")
 	for _, r := range res.Rows {
@@ -1116,6 +1132,39 @@ func count1k(n int) string {
 		return fmt.Sprintf("%dk", n/1000)
 	}
 	return strconv.Itoa(n)
+}
+
+// defaultDir is /dev/shm when it is a writable directory, else the system's
+// temporary directory.
+func defaultDir() string {
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() && syscall.Access("/dev/shm", 2) == nil {
+		return "/dev/shm"
+	}
+	return os.TempDir()
+}
+
+// pressure is the total time some task stalled on resource ("io", "cpu")
+// so far, from /proc/pressure; -1 where the kernel does not say.
+func pressure(resource string) time.Duration {
+	b, err := os.ReadFile("/proc/pressure/" + resource)
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(line, "some ") {
+			continue
+		}
+		for _, f := range strings.Fields(line) {
+			if v, ok := strings.CutPrefix(f, "total="); ok {
+				n, err := strconv.ParseInt(v, 10, 64)
+				if err != nil {
+					return -1
+				}
+				return time.Duration(n) * time.Microsecond
+			}
+		}
+	}
+	return -1
 }
 
 func cpuModel() string {
