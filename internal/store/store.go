@@ -316,7 +316,45 @@ type Store interface {
 	Invites
 	Links
 	Tickets
+	Changes
 	Outbox // the mail outbox, outbox.go
+}
+
+// Change is a revocation or deactivation that every gateway on the store
+// must see: the store records one whenever a session is revoked or deleted
+// and whenever a user is deactivated, reactivated or deleted.
+type Change struct {
+	Seq     int64
+	Kind    string // ChangeSession or ChangeUser
+	Subject string // the session's id, or the user's id in decimal
+	At      time.Time
+}
+
+// Kinds of Change.
+const (
+	ChangeSession = "session"
+	ChangeUser    = "user"
+)
+
+// Changes is the fan-out of revocations, which every gateway follows to
+// keep what it caches correct.
+type Changes interface {
+	// ChangesSince lists changes with Seq > after, oldest first, at most
+	// limit of them.
+	ChangesSince(ctx context.Context, after int64, limit int) ([]Change, error)
+	// LatestChange is the newest Seq, 0 when there is none.
+	LatestChange(ctx context.Context) (int64, error)
+	// PruneChanges deletes changes recorded before before, and reports how
+	// many.
+	PruneChanges(ctx context.Context, before time.Time) (int, error)
+}
+
+// ChangeWaiter is a store that can say at once that changes were recorded
+// (PostgreSQL's LISTEN/NOTIFY); others are polled.
+type ChangeWaiter interface {
+	// WaitChange returns when changes may have been recorded, or with ctx's
+	// error, or with an error when the store cannot say (the caller polls).
+	WaitChange(ctx context.Context) error
 }
 
 // Meta is the store itself: its secret, schema and lifetime.

@@ -36,6 +36,11 @@ type Store struct {
 	pool    *pgxpool.Pool
 	secrets []string // the DSN and its passwords, scrubbed from errors
 
+	listenMu sync.Mutex
+	listener *pgxpool.Conn // LISTENs for changes; see WaitChange
+	closing  context.Context
+	close    context.CancelFunc
+
 	closeOnce sync.Once
 }
 
@@ -105,6 +110,7 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 			"use postgres://user:password@host:5432/dbname?sslmode=verify-full or host=… user=… password=… dbname=…")
 	}
 	s := &Store{secrets: dsnSecrets(dsn, cfg.ConnConfig)}
+	s.closing, s.close = context.WithCancel(context.Background())
 
 	rp := cfg.ConnConfig.RuntimeParams
 	if _, ok := rp["statement_timeout"]; !ok || o.statementTimeoutSet {
@@ -192,6 +198,14 @@ func (e *scrubbedError) Unwrap() error { return e.err }
 // Close closes the pool. It is safe to call more than once.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
+		// The pool waits for every connection to come back: end a wait
+		// for changes and close its connection first.
+		if s.close != nil {
+			s.close()
+			s.listenMu.Lock()
+			s.dropListener()
+			s.listenMu.Unlock()
+		}
 		if s.pool != nil {
 			s.pool.Close()
 		}

@@ -37,6 +37,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"RevokeSession", testRevokeSession},
 		{"SessionFilter", testSessionFilter},
 		{"Sites", testSites},
+		{"Changes", testChanges},
 		{"Audit", testAudit},
 		{"AuditFilter", testAuditFilter},
 		{"AuditDefaultLimit", testAuditDefaultLimit},

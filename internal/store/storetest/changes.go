@@ -1,0 +1,95 @@
+package storetest
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/latchkeyhq/latchkey/internal/store"
+)
+
+// testChanges checks the fan-out every gateway follows: each way of ending
+// a session or changing a user's standing records a change, and nothing
+// else does.
+func testChanges(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	start, err := s.LatestChange(ctx)
+	if err != nil {
+		t.Fatalf("LatestChange: %v", err)
+	}
+	u := mustCreateUser(t, s, "", "fan@example.org")
+	a, b := newSession(u, "fan-a", at(0)), newSession(u, "fan-b", at(0))
+	for _, sess := range []*store.Session{a, b} {
+		if err := s.CreateSession(ctx, sess); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.TouchSession(ctx, a.ID, at(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.ChangesSince(ctx, start, 100); len(got) != 0 {
+		t.Fatalf("creating and touching sessions recorded changes: %+v", got)
+	}
+	steps := []struct {
+		do   func() error
+		want string // kind:subject
+	}{
+		{func() error { return s.RevokeSession(ctx, a.ID, at(time.Hour)) }, "session:fan-a"},
+		{func() error { return s.RevokeSession(ctx, a.ID, at(2*time.Hour)) }, ""}, // already revoked
+		{func() error { return s.SetUserActive(ctx, u.ID, false) }, fmt.Sprintf("user:%d", u.ID)},
+		{func() error { return s.SetUserActive(ctx, u.ID, false) }, ""}, // no change
+		{func() error { return s.SetUserActive(ctx, u.ID, true) }, fmt.Sprintf("user:%d", u.ID)},
+		{func() error { return s.RevokeUserLinks(ctx, u.ID, at(3*time.Hour)) }, ""}, // no link sessions
+	}
+	seq := start
+	for i, st := range steps {
+		if err := st.do(); err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		got, err := s.ChangesSince(ctx, seq, 100)
+		if err != nil {
+			t.Fatalf("step %d: ChangesSince: %v", i, err)
+		}
+		switch {
+		case st.want == "" && len(got) != 0:
+			t.Errorf("step %d recorded %+v, want nothing", i, got)
+		case st.want != "" && (len(got) != 1 || got[0].Kind+":"+got[0].Subject != st.want):
+			t.Errorf("step %d recorded %+v, want %s", i, got, st.want)
+		}
+		for _, c := range got {
+			if c.Seq <= seq || c.At.IsZero() {
+				t.Errorf("step %d: change %+v after seq %d", i, c, seq)
+			}
+			seq = c.Seq
+		}
+	}
+	if latest, err := s.LatestChange(ctx); err != nil || latest != seq {
+		t.Errorf("LatestChange = %d, %v; want %d", latest, err, seq)
+	}
+	// Revoking an invite ends its sessions, each a change.
+	inv := mustCreateInvite(t, s, "fan.example", "invitee@example.org", "FANOUT123", at(0))
+	sess := newSession(u, "fan-inv", at(0))
+	sess.Kind, sess.CredentialID = "invite", fmt.Sprint(inv.ID)
+	if err := s.CreateSession(ctx, sess); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RevokeInvite(ctx, inv.ID, at(4*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := s.ChangesSince(ctx, seq, 100)
+	if len(got) != 1 || got[0].Subject != "fan-inv" {
+		t.Errorf("revoking an invite recorded %+v, want its session", got)
+	}
+	// A limit and an order.
+	if all, _ := s.ChangesSince(ctx, start, 2); len(all) != 2 || all[0].Seq >= all[1].Seq {
+		t.Errorf("ChangesSince with limit 2 = %+v", all)
+	}
+	// Pruning by age.
+	n, err := s.PruneChanges(ctx, time.Now().Add(time.Hour))
+	if err != nil || n < 4 {
+		t.Errorf("PruneChanges = %d, %v; want every change so far", n, err)
+	}
+	if rest, _ := s.ChangesSince(ctx, 0, 100); len(rest) != 0 {
+		t.Errorf("after pruning: %+v", rest)
+	}
+}
