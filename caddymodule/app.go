@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -352,6 +353,15 @@ func (a *App) Start() error {
 	if a.mailer != nil {
 		a.mailer.Start(ctx) // sends the outbox; Stop waits for the mail in flight
 	}
+	// Sessions are served from memory, kept right by the store's fan-out
+	// of revocations (other gateways, the CLI).
+	var lastWarn atomic.Int64
+	go a.sessions.Follow(ctx, a.store, session.FollowConfig{OnError: func(err error) {
+		if ctx.Err() == nil && time.Since(time.Unix(0, lastWarn.Load())) > time.Minute {
+			lastWarn.Store(time.Now().UnixNano())
+			a.logger.Warn("reading revocations from the store; sessions are checked in the store until it answers", zap.Error(err))
+		}
+	}})
 	go func() {
 		t := time.NewTicker(janitorEvery)
 		defer t.Stop()
@@ -360,6 +370,11 @@ func (a *App) Start() error {
 				a.logger.Warn("marking expired tickets", zap.Error(err))
 			} else if n > 0 {
 				a.logger.Info("marked expired tickets", zap.Int("count", n))
+			}
+			// Every gateway has read a change within seconds; an hour is
+			// ample.
+			if _, err := a.store.PruneChanges(ctx, time.Now().Add(-time.Hour)); err != nil && ctx.Err() == nil {
+				a.logger.Warn("pruning the revocation fan-out", zap.Error(err))
 			}
 			select {
 			case <-ctx.Done():

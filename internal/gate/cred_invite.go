@@ -61,7 +61,9 @@ func (c *inviteCredential) Use(rq *Request) Outcome {
 		if res.User != nil {
 			ev.UserID = res.User.ID
 		}
-		return refused(http.StatusUnauthorized, res.Reason)
+		// One answer for every refusal, in JSON too: which codes exist, on
+		// which site, is not for a guesser to learn.
+		return Outcome{Refused: &Refusal{Status: http.StatusUnauthorized, Reason: res.Reason, Shown: "invalid_code"}}
 	}
 	// Accepted: the store wrote the use, session and audit record together.
 	sess.CredentialID = strconv.FormatInt(res.Invite.ID, 10)

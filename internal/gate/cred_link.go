@@ -11,6 +11,8 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/url"
+	"strconv"
+	"strings"
 	"time"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -117,6 +119,12 @@ func (c *linkCredential) Use(rq *Request) Outcome {
 	if !link.Bind(claims, r.Host, r.URL.EscapedPath(), fl.rest, r.Method, oneClick || confirmed, g.cfg.Link.PathPrefixes) {
 		return linkRefusal(link.ReasonWrongTarget)
 	}
+	// The request's Host is the client's word: the link's own host must be
+	// one of this site's, or a catch-all site would take links made for any
+	// other site reachable on its port.
+	if th, _, _ := strings.Cut(claims.Target, "/"); !g.site.Owns(th) {
+		return linkRefusal(ReasonWrongSite)
+	}
 	u, err := g.d.Store.User(r.Context(), uid)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -222,6 +230,15 @@ func (c *linkCredential) Use(rq *Request) Outcome {
 
 	// Request mode: this request only, without the token, as the user.
 	r.URL.RawQuery = fl.rest
+	if oneClick {
+		// The upstream gets exactly RFC 8058's body: nothing else a client
+		// put in it (a framework's _method=DELETE) rides on the link.
+		const body = "List-Unsubscribe=One-Click"
+		r.Body, r.ContentLength = io.NopCloser(strings.NewReader(body)), int64(len(body))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		r.Header.Set("Content-Length", strconv.Itoa(len(body)))
+		r.TransferEncoding = nil
+	}
 	if confirmed {
 		// The button stood for the link's own GET.
 		r.Method, r.Body, r.ContentLength = http.MethodGet, http.NoBody, 0

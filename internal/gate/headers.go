@@ -11,11 +11,22 @@ import (
 // data, ticket headers and anything latchkey adds later.
 var ProtectedPrefixes = []string{"X-Latchkey-", "X-Ticket-"}
 
-// IdentityHeaders are the names a route vouches for: its own and the
-// defaults, which an upstream may read whatever the route is configured to
-// send.
+// RouteOverrides are headers with which frameworks let a client change the
+// path or method a request is handled as (IIS, Symfony and Zend read
+// X-Original-URL; Rails, Laravel and Express X-HTTP-Method-Override). A
+// credential bound to a path or method would mean nothing if a client could
+// send them, so no client copy reaches the upstream.
+var RouteOverrides = []string{
+	"X-Original-URL", "X-Rewrite-URL", "X-Original-URI", "X-Forwarded-URI", "X-Forwarded-Path",
+	"X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override",
+}
+
+// IdentityHeaders are the names a route vouches for: its own, the defaults
+// (which an upstream may read whatever the route is configured to send),
+// and the route overrides.
 func IdentityHeaders(names ...string) []string {
-	return append([]string{DefaultUserHeader, DefaultSessionHeader}, names...)
+	out := append([]string{DefaultUserHeader, DefaultSessionHeader}, RouteOverrides...)
+	return append(out, names...)
 }
 
 // HeaderStripper removes every client-sent copy of the headers the gateway

@@ -96,6 +96,10 @@ type Refusal struct {
 	RetryAfter time.Duration
 	// ClearCookie ends the browser's stale session cookie.
 	ClearCookie bool
+	// Shown, when set, is the reason the client sees instead of Reason
+	// (which only the audit trail keeps), where the real one would tell a
+	// guesser something: every refused code is "invalid_code".
+	Shown string
 }
 
 func (r *Refusal) Error() string {

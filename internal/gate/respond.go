@@ -77,8 +77,12 @@ func (g *Gate) refuse(rq *Request, rf *Refusal) error {
 		g.clearCookie(w, rq)
 	}
 	rq.Ev.Outcome, rq.Ev.Reason, rq.Ev.Status = store.OutcomeRefused, rf.Reason, rf.Status
+	shown := rf.Reason
+	if rf.Shown != "" {
+		shown = rf.Shown
+	}
 	if rq.Env.Vars != nil {
-		rq.Env.Vars.Set(VarReason, rf.Reason)
+		rq.Env.Vars.Set(VarReason, shown)
 	}
 	redirect := rf.Status == http.StatusUnauthorized && g.cfg.LoginURL != "" && wantsPage(r) && safeMethod(r.Method) && r.Method != http.MethodOptions
 	if redirect {
@@ -94,7 +98,7 @@ func (g *Gate) refuse(rq *Request, rf *Refusal) error {
 	case rq.page != nil && !wantsJSON(r):
 		return rq.page(w, rf)
 	}
-	return g.writeRefusal(w, r, rf.Status, rf.Reason)
+	return g.writeRefusal(w, r, rf.Status, shown)
 }
 
 // writeRefusal writes a refusal as JSON or as a page.

@@ -22,6 +22,10 @@ const (
 	ReasonRevoked       = "revoked"
 	ReasonInactiveUser  = "inactive_user"
 	ReasonThrottled     = "throttled"
+	// ReasonExistingAccount: an invite made by staff would sign in an
+	// account that exists (it was created after the invite): it never
+	// hands one over.
+	ReasonExistingAccount = "existing_account"
 )
 
 // Kind is the credential kind in sessions and audit records.
@@ -77,6 +81,12 @@ func SiteOf(host string) string {
 		host = h
 	}
 	return strings.ToLower(strings.TrimSuffix(strings.Trim(host, "[]"), "."))
+}
+
+// StaffMade reports whether an invite was made on the staff page (by a
+// user, "user:<id>"), rather than by an operator (CLI, admin API).
+func StaffMade(inv *store.Invite) bool {
+	return strings.HasPrefix(inv.CreatedBy, "user:")
 }
 
 // SameSite compares an invite's site with the name of the site it is used on.
@@ -205,7 +215,11 @@ func (s *Service) Redeem(ctx context.Context, a Attempt) (Result, error) {
 		if first {
 			red.CreatedAfter = now.Add(-s.rules.UsageWindow)
 			existing, err := s.st.UserByEmail(ctx, inv.Site, inv.Email)
+			red.NewUserOnly = StaffMade(inv)
 			switch {
+			case err == nil && red.NewUserOnly:
+				res.Reason = ReasonExistingAccount
+				return res, nil
 			case err == nil && !existing.Active:
 				res.Reason = ReasonInactiveUser
 				res.User = existing
@@ -250,6 +264,9 @@ func (s *Service) Redeem(ctx context.Context, a Attempt) (Result, error) {
 		if err == nil {
 			res.User = u
 			return res, nil
+		}
+		if errors.Is(err, store.ErrUserExists) {
+			return Result{Invite: inv, Reason: ReasonExistingAccount}, nil
 		}
 		if !errors.Is(err, store.ErrConflict) {
 			return Result{}, fmt.Errorf("redeeming invite %d: %w", inv.ID, err)

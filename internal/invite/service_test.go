@@ -181,3 +181,33 @@ func TestConcurrentFirstUseRegistersOnce(t *testing.T) {
 		t.Errorf("16 concurrent uses: %d registered, %d accepted, %d users; want 1, 16, 1", firsts, ok, len(us))
 	}
 }
+
+// An invite made by staff on the site's page never signs in an account that
+// exists, even one created after the invite; an operator's may.
+func TestStaffInviteNeverHandsOverAnAccount(t *testing.T) {
+	ctx := context.Background()
+	svc, st, _ := newService(t, invite.DefaultRules())
+	staffMade := &store.Invite{Site: "app.example.com", Email: "later@example.com", CreatedBy: "user:7"}
+	staffCode, err := svc.Create(ctx, staffMade, 9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	operatorMade := &store.Invite{Site: "app.example.com", Email: "later@example.com", CreatedBy: "cli"}
+	operatorCode, err := svc.Create(ctx, operatorMade, 9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner := &store.User{Site: "app.example.com", Email: "later@example.com", Active: true}
+	if err := st.CreateUser(ctx, owner); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := svc.Redeem(ctx, attempt(staffCode)); err != nil || res.Reason != invite.ReasonExistingAccount || res.User != nil {
+		t.Fatalf("staff code for an existing account: %+v, %v", res, err)
+	}
+	if inv, _ := st.Invite(ctx, staffMade.ID); inv.UseCount != 0 || inv.UserID != 0 {
+		t.Errorf("the refused staff code was used: %+v", inv)
+	}
+	if res, err := svc.Redeem(ctx, attempt(operatorCode)); err != nil || res.Reason != "" || res.User.ID != owner.ID {
+		t.Fatalf("operator code for an existing account: %+v, %v", res, err)
+	}
+}

@@ -130,6 +130,19 @@ func (s *Site) Serves(host string) bool {
 	return false
 }
 
+// Owns reports whether host belongs to the site: one of its hosts, or, for
+// a catch-all site, its origin's host. A catch-all site without an origin
+// owns every host (it cannot tell them apart).
+func (s *Site) Owns(host string) bool {
+	switch {
+	case len(s.Hosts) > 0:
+		return s.Serves(host)
+	case s.Origin == "":
+		return true
+	}
+	return HostOf(host) == HostOf(s.OriginHost())
+}
+
 // URL is the absolute URL of pathAndQuery (which must start with '/') on
 // the site's origin.
 func (s *Site) URL(pathAndQuery string) (string, error) {

@@ -13,6 +13,11 @@ import (
 // ErrNotFound is returned when a looked-up row does not exist.
 var ErrNotFound = errors.New("not found")
 
+// ErrUserExists is returned by RedeemInvite when a redemption that must
+// register a new user (NewUserOnly) finds one with the invite's site and
+// address.
+var ErrUserExists = errors.New("a user with that address already exists")
+
 // ErrConflict is returned when a row would violate a uniqueness rule.
 var ErrConflict = errors.New("already exists")
 
@@ -197,8 +202,13 @@ type Redemption struct {
 	// the rest (name, phone, roles, and CreatedAt, At if zero), and a nil
 	// NewUser takes name and phone from the invite. A zero CreatedAfter
 	// sets no window.
-	First        bool
-	NewUser      *User
+	First   bool
+	NewUser *User
+	// NewUserOnly: the registering use must create the user; one that
+	// exists already makes it fail with ErrUserExists, writing nothing.
+	// Invites made by staff on the site's page are so: they may never hand
+	// over an account, even one created after the invite.
+	NewUserOnly  bool
 	CreatedAfter time.Time
 	// Later uses succeed only while the invite is unrevoked, already
 	// registered and FirstUsedAt > FirstUsedAfter (the expiry); a zero

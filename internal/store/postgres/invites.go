@@ -299,6 +299,9 @@ func findOrCreateUser(ctx context.Context, tx pgx.Tx, r *store.Redemption, at ti
 		return uid, nil
 	}
 	if uid, err := lookup(); err != nil || uid != 0 {
+		if err == nil && r.NewUserOnly {
+			return 0, fmt.Errorf("user %q on site %q: %w", email, site, store.ErrUserExists)
+		}
 		return uid, err
 	}
 	nu := store.User{Name: name, Phone: phone, CreatedAt: at}
@@ -317,6 +320,9 @@ func findOrCreateUser(ctx context.Context, tx pgx.Tx, r *store.Redemption, at ti
 	}
 	if created {
 		return nu.ID, nil
+	}
+	if r.NewUserOnly {
+		return 0, fmt.Errorf("user %q on site %q: %w", email, site, store.ErrUserExists)
 	}
 	uid, err := lookup()
 	if err == nil && uid == 0 {

@@ -246,6 +246,8 @@ func (s *Store) RedeemInvite(ctx context.Context, r *store.Redemption) (*store.U
 				uid = nu.ID
 			case err != nil:
 				return fmt.Errorf("looking up user %q on site %q: %w", email, site, err)
+			case r.NewUserOnly:
+				return fmt.Errorf("user %q on site %q: %w", email, site, store.ErrUserExists)
 			}
 			if _, err := tx.ExecContext(ctx, `UPDATE invites SET user_id = ? WHERE id = ?`, uid, r.InviteID); err != nil {
 				return fmt.Errorf("linking user %d: %w", uid, err)

@@ -751,3 +751,32 @@ func testReplaceInviteCode(t *testing.T, s store.Store) {
 		t.Errorf("new code for a missing invite: %v, want ErrNotFound", err)
 	}
 }
+
+// testRedeemNewUserOnly: a redemption that must register a new user (an
+// invite made by staff) never links an existing account, and writes
+// nothing when it finds one.
+func testRedeemNewUserOnly(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	inv := mustCreateInvite(t, s, "wiki.example.org", "later@example.org", "nu", at(0))
+	// The account appears after the invite was made.
+	mustCreateUser(t, s, "wiki.example.org", "later@example.org")
+	before := countRows(t, s)
+	r := redemption(inv, true, at(time.Minute), "7")
+	r.NewUserOnly = true
+	if _, err := s.RedeemInvite(ctx, r); !errors.Is(err, store.ErrUserExists) {
+		t.Fatalf("RedeemInvite = %v, want ErrUserExists", err)
+	}
+	if c := countRows(t, s); c != before {
+		t.Errorf("refused redemption wrote rows: %+v, want %+v", c, before)
+	}
+	if got := mustInvite(t, s, inv.ID); got.UseCount != 0 || !got.FirstUsedAt.IsZero() || got.UserID != 0 {
+		t.Errorf("refused redemption used the invite: %+v", got)
+	}
+	// Without an account it registers one, as any invite does.
+	fresh := mustCreateInvite(t, s, "wiki.example.org", "new@example.org", "nv", at(0))
+	r = redemption(fresh, true, at(time.Minute), "8")
+	r.NewUserOnly = true
+	if u, err := s.RedeemInvite(ctx, r); err != nil || u.Email != "new@example.org" {
+		t.Fatalf("RedeemInvite of a new address = %+v, %v", u, err)
+	}
+}

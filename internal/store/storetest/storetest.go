@@ -52,6 +52,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ReplaceInviteCode", testReplaceInviteCode},
 		{"RedeemFirst", testRedeemFirst},
 		{"RedeemLinksUser", testRedeemLinksUser},
+		{"RedeemNewUserOnly", testRedeemNewUserOnly},
 		{"RedeemTwice", testRedeemTwice},
 		{"RedeemLater", testRedeemLater},
 		{"RedeemExpired", testRedeemExpired},
