@@ -59,7 +59,7 @@ func BenchmarkLinkVerifyAndCount(b *testing.B) {
 		b.Fatal(err)
 	}
 	if err := st.CreateLink(context.Background(), &store.Link{
-		JTI: c.ID, UserID: u.ID, Target: c.Target, Mode: c.Mode, CreatedAt: now, ExpiresAt: c.ExpiresAt.Time,
+		JTI: c.ID, Site: "default", UserID: u.ID, Target: c.Target, Mode: c.Mode, CreatedAt: now, ExpiresAt: c.ExpiresAt.Time,
 	}); err != nil {
 		b.Fatal(err)
 	}

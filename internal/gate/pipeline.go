@@ -208,7 +208,7 @@ func (g *Gate) run(rq *Request, c Credential, next Next) error {
 func (g *Gate) identify(rq *Request, out Outcome) {
 	r := rq.R
 	for k, v := range out.Header {
-		r.Header[k] = v
+		r.Header[http.CanonicalHeaderKey(k)] = v
 	}
 	var uid string
 	if out.UserID != 0 {
