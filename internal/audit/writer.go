@@ -296,8 +296,20 @@ func (w *Writer) Describe(e *store.AuditEvent) {
 	e.UABrowser, e.UAVersion, e.UAOS, e.UADevice, e.UABot = u.Browser, u.Version, u.OS, u.Device, u.Bot
 }
 
+// SetStatus queues the upstream's status and the latency of a record the
+// store wrote with a consumed credential, so that filling them in costs no
+// transaction of its own: it rides in the next batch.
+func (w *Writer) SetStatus(id int64, status int, latency time.Duration) {
+	if id == 0 {
+		return
+	}
+	w.Record(store.AuditEvent{ID: id, Status: status, Latency: latency, StatusUpdate: true})
+}
+
 func (w *Writer) add(e store.AuditEvent) bool {
-	w.Describe(&e)
+	if !e.StatusUpdate {
+		w.Describe(&e)
+	}
 	w.batch = append(w.batch, e)
 	if len(w.batch) >= w.opts.BatchSize {
 		w.write()
@@ -310,6 +322,12 @@ func (w *Writer) write() {
 	n := len(w.batch)
 	if n == 0 {
 		return
+	}
+	// Rows are records: a status filled in on an earlier one is not a row.
+	for i := range w.batch {
+		if w.batch[i].StatusUpdate {
+			n--
+		}
 	}
 	var err error
 	if err = w.sinkCtx.Err(); err == nil {

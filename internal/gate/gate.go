@@ -109,6 +109,9 @@ type Recorder interface {
 	// Describe fills in the parsed user agent of an event the caller writes
 	// itself.
 	Describe(e *store.AuditEvent)
+	// SetStatus fills in, in a later batch, the upstream's status of a
+	// record the store wrote with a consumed credential.
+	SetStatus(id int64, status int, latency time.Duration)
 }
 
 // Observer counts what the pipeline decides, for metrics; *metrics.Metrics

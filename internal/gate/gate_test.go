@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/latchkeyhq/latchkey/internal/audit"
 	"github.com/latchkeyhq/latchkey/internal/gate"
@@ -101,8 +102,9 @@ func FuzzHeaderStripper(f *testing.F) {
 
 type nopRecorder struct{ n int }
 
-func (r *nopRecorder) Record(store.AuditEvent)    { r.n++ }
-func (r *nopRecorder) Describe(*store.AuditEvent) {}
+func (r *nopRecorder) Record(store.AuditEvent)             { r.n++ }
+func (r *nopRecorder) Describe(*store.AuditEvent)          {}
+func (r *nopRecorder) SetStatus(int64, int, time.Duration) {}
 
 // newGate builds a gate on a real SQLite store with one signed-in user.
 func newGate(t testing.TB, rec gate.Recorder) (*gate.Gate, string, *store.Session) {

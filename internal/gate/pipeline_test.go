@@ -54,8 +54,9 @@ type recorder struct {
 	evs []store.AuditEvent
 }
 
-func (r *recorder) Record(e store.AuditEvent)  { r.mu.Lock(); r.evs = append(r.evs, e); r.mu.Unlock() }
-func (r *recorder) Describe(*store.AuditEvent) {}
+func (r *recorder) Record(e store.AuditEvent)           { r.mu.Lock(); r.evs = append(r.evs, e); r.mu.Unlock() }
+func (r *recorder) Describe(*store.AuditEvent)          {}
+func (r *recorder) SetStatus(int64, int, time.Duration) {}
 func (r *recorder) all() []store.AuditEvent {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -129,6 +129,10 @@ type AuditEvent struct {
 	UADevice     string // "desktop", "mobile", "bot", "unknown"
 	UABot        bool
 	Latency      time.Duration
+	// StatusUpdate: this is not a new record but the upstream's status and
+	// the latency of the record with ID, written earlier with a consumed
+	// credential. WriteAudit fills them in; a missing record is skipped.
+	StatusUpdate bool
 }
 
 // Outcomes of an audit event.
@@ -424,7 +428,8 @@ type Sessions interface {
 // AuditLog is the audit trail.
 type AuditLog interface {
 	// WriteAudit writes a batch atomically; batching is what makes the
-	// audit log cheap enough to keep for every request.
+	// audit log cheap enough to keep for every request. Events with
+	// StatusUpdate update the record they name instead.
 	WriteAudit(ctx context.Context, events []AuditEvent) error
 	// Audit lists newest first; a zero Limit means 100, so that a careless
 	// call cannot read the whole log.

@@ -50,6 +50,33 @@ func (s *Store) WriteAudit(ctx context.Context, events []store.AuditEvent) error
 	if len(events) == 0 {
 		return nil
 	}
+	var ids, lats []int64
+	var sts []int32
+	inserts := events[:0:0]
+	for _, e := range events {
+		if e.StatusUpdate {
+			ids, sts, lats = append(ids, e.ID), append(sts, int32(e.Status)), append(lats, e.Latency.Microseconds())
+		} else {
+			inserts = append(inserts, e)
+		}
+	}
+	if len(ids) > 0 {
+		if len(inserts) > 0 {
+			if err := s.writeAudit(ctx, inserts); err != nil {
+				return err
+			}
+		}
+		if _, err := s.pool.Exec(ctx, `UPDATE audit a SET status = u.status, latency_us = u.lat
+			FROM unnest($1::bigint[], $2::int[], $3::bigint[]) AS u(id, status, lat) WHERE a.id = u.id`, ids, sts, lats); err != nil {
+			return s.wrap(fmt.Sprintf("setting the status of %d audit events", len(ids)), err)
+		}
+		return nil
+	}
+	return s.writeAudit(ctx, events)
+}
+
+// writeAudit inserts new records, in one statement.
+func (s *Store) writeAudit(ctx context.Context, events []store.AuditEvent) error {
 	n := len(events)
 	var (
 		times, users, latencies                                                = make([]int64, n), make([]int64, n), make([]int64, n)

@@ -65,6 +65,12 @@ func (s *Store) WriteAudit(ctx context.Context, events []store.AuditEvent) error
 			if err := ctx.Err(); err != nil {
 				return err
 			}
+			if e := &events[i]; e.StatusUpdate {
+				if _, err := tx.ExecContext(bg, `UPDATE audit SET status = ?, latency_us = ? WHERE id = ?`, e.Status, e.Latency.Microseconds(), e.ID); err != nil {
+					return fmt.Errorf("status of audit event %d: %w", e.ID, err)
+				}
+				continue
+			}
 			if _, err := st.ExecContext(bg, appendAuditArgs(args[:0], &events[i], now)...); err != nil {
 				e := &events[i]
 				return fmt.Errorf("event %d (%s %s for %s%s): %w", i, e.Kind, e.Outcome, e.Host, e.Path, err)

@@ -93,3 +93,37 @@ func testChanges(t *testing.T, s store.Store) {
 		t.Errorf("after pruning: %+v", rest)
 	}
 }
+
+// testAuditStatusUpdate: a batch can fill in the status of records written
+// earlier (with a consumed credential) beside new records.
+func testAuditStatusUpdate(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	if err := s.WriteAudit(ctx, []store.AuditEvent{{Time: at(0), Kind: "link", CredentialID: "status-upd", Outcome: store.OutcomeAccepted}}); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := s.Audit(ctx, store.AuditFilter{CredentialID: "status-upd"})
+	if err != nil || len(evs) != 1 {
+		t.Fatalf("Audit = %+v, %v", evs, err)
+	}
+	id := evs[0].ID
+	batch := []store.AuditEvent{
+		{ID: id, Status: 204, Latency: 1500 * time.Microsecond, StatusUpdate: true},
+		{Time: at(time.Second), Kind: "link", CredentialID: "status-upd", Outcome: store.OutcomeRefused, Reason: "used_up", Status: 410},
+		{ID: id + 1000, Status: 500, StatusUpdate: true}, // no such record: skipped
+	}
+	if err := s.WriteAudit(ctx, batch); err != nil {
+		t.Fatalf("WriteAudit with updates: %v", err)
+	}
+	evs, _ = s.Audit(ctx, store.AuditFilter{CredentialID: "status-upd"})
+	if len(evs) != 2 {
+		t.Fatalf("after the batch: %d records, want 2 (updates insert nothing)", len(evs))
+	}
+	for _, e := range evs {
+		switch {
+		case e.ID == id && (e.Status != 204 || e.Latency != 1500*time.Microsecond):
+			t.Errorf("updated record %+v", e)
+		case e.ID != id && (e.Status != 410 || e.Reason != "used_up"):
+			t.Errorf("new record %+v", e)
+		}
+	}
+}

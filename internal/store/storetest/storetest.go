@@ -38,6 +38,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"SessionFilter", testSessionFilter},
 		{"Sites", testSites},
 		{"Changes", testChanges},
+		{"AuditStatusUpdate", testAuditStatusUpdate},
 		{"Audit", testAudit},
 		{"AuditFilter", testAuditFilter},
 		{"AuditDefaultLimit", testAuditDefaultLimit},
