@@ -804,7 +804,9 @@ func atkScannerThenOneClick(t *testing.T, r *atkRig) {
 			t.Fatalf("%s one-click: upstream got %d requests, want 1", kind, r.A.up.count()-before)
 		}
 		seen := r.A.up.last(t)
-		if seen.Method != http.MethodPost || seen.URI != "/unsubscribe/news?list=a" || string(seen.Body) != body || seen.Header.Get("Content-Type") != ctype {
+		// Whatever form the client used, the upstream gets exactly RFC
+		// 8058's body, urlencoded.
+		if seen.Method != http.MethodPost || seen.URI != "/unsubscribe/news?list=a" || string(seen.Body) != "List-Unsubscribe=One-Click" || seen.Header.Get("Content-Type") != "application/x-www-form-urlencoded" {
 			t.Errorf("%s one-click upstream got %s %s (%s) %q", kind, seen.Method, seen.URI, seen.Header.Get("Content-Type"), seen.Body)
 		}
 		atkCheckIdentity(t, kind+" one-click", seen, map[string]string{"X-User-ID": fmt.Sprint(u.ID)})
@@ -1043,7 +1045,7 @@ func atkHandleErrors(t *testing.T, r *atkRig) {
 		{"no credential", atkReq{Target: "/x"}, 401, "missing"},
 		{"another site's session", atkReq{Target: "/y", Header: atkPairs(atkCookie(tokA)...)}, 401, "wrong_site"},
 		{"forged link", atkReq{Target: "/z?token=not.a.jwt"}, 401, "bad_signature"},
-		{"wrong invite code", atkReq{Method: http.MethodPost, Target: "/.latchkey/login", Header: atkPairs("Content-Type", "application/x-www-form-urlencoded"), Body: "code=ZZZZZZ999"}, 401, "unknown"},
+		{"wrong invite code", atkReq{Method: http.MethodPost, Target: "/.latchkey/login", Header: atkPairs("Content-Type", "application/x-www-form-urlencoded"), Body: "code=ZZZZZZ999"}, 401, "invalid_code"},
 		{"cross-site invite code", atkReq{Method: http.MethodPost, Target: "/.latchkey/login", Header: atkPairs("Content-Type", "application/x-www-form-urlencoded", "Sec-Fetch-Site", "cross-site"), Body: "code=ZZZZZZ999"}, 403, "cross_origin"},
 	}
 	for _, c := range cases {

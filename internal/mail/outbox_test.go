@@ -237,7 +237,11 @@ func TestWorkerRetriesUntilRelayComesBack(t *testing.T) {
 	if p.subject != subject || !strings.Contains(p.text, leonard.Code) || !strings.Contains(p.html, leonard.Code) {
 		t.Errorf("delivered mail: subject %q, text %q", p.subject, p.text)
 	}
+	// The callback runs after the store records the send: wait for it.
 	seen := r.seen.get()
+	for deadline := time.Now().Add(5 * time.Second); len(seen) < 2 && time.Now().Before(deadline); seen = r.seen.get() {
+		time.Sleep(time.Millisecond)
+	}
 	if len(seen) != 2 || !strings.HasPrefix(seen[0], fmt.Sprintf("%d queued ", m.ID)) || seen[1] != fmt.Sprintf("%d sent <nil>", m.ID) {
 		t.Errorf("Attempted saw %q", seen)
 	}
