@@ -70,3 +70,15 @@ load:
 
 clean:
 	rm -rf bin
+
+# Every fuzz target for FUZZTIME each (the suite runs their seed corpora
+# only). Crashers land in the package's testdata/fuzz, to be committed with
+# the fix.
+FUZZTIME ?= 60s
+fuzz:
+	@for pkg in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+		for f in $$(grep -h '^func Fuzz' $$pkg/*_test.go | sed 's/func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do \
+			echo "== $$pkg $$f"; \
+			$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+		done; \
+	done
