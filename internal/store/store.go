@@ -331,7 +331,21 @@ type Store interface {
 	Links
 	Tickets
 	Changes
+	Throttles
 	Outbox // the mail outbox, outbox.go
+}
+
+// Throttles count failed attempts for every gateway on the store.
+type Throttles interface {
+	// Failures is the count of key's window that is open at now (0 when
+	// none is), and when that window ends.
+	Failures(ctx context.Context, key string, window time.Duration, now time.Time) (int, time.Time, error)
+	// AddFailure counts one failure of key at now, in one statement:
+	// in the open window, or in a new one starting at now; it returns the
+	// count and when the window ends.
+	AddFailure(ctx context.Context, key string, window time.Duration, now time.Time) (int, time.Time, error)
+	// PruneThrottles deletes windows that ended before before.
+	PruneThrottles(ctx context.Context, before time.Time) (int, error)
 }
 
 // Change is a revocation or deactivation that every gateway on the store
