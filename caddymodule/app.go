@@ -376,6 +376,10 @@ func (a *App) Start() error {
 			if _, err := a.store.PruneChanges(ctx, time.Now().Add(-time.Hour)); err != nil && ctx.Err() == nil {
 				a.logger.Warn("pruning the revocation fan-out", zap.Error(err))
 			}
+			// The longest throttle window is a day at most in practice.
+			if _, err := a.store.PruneThrottles(ctx, time.Now().Add(-24*time.Hour)); err != nil && ctx.Err() == nil {
+				a.logger.Warn("pruning throttle counts", zap.Error(err))
+			}
 			select {
 			case <-ctx.Done():
 				return

@@ -198,17 +198,19 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	if h.Invite != nil {
 		deps.Invites = invite.NewService(app.reqStore, app.secret, h.Invite.rules(), nil)
-		deps.Throttles[gate.KindInvite] = gate.Throttle{PerIP: h.Invite.Throttle.limiter()}
+		// Failures count for every gateway on the store.
+		deps.Throttles[gate.KindInvite] = gate.Throttle{PerIP: h.Invite.Throttle.limiter().Share(app.store, "invite.ip")}
 		deps.Inviter = pageOps
 	}
 	var lc gate.LinkConfig
 	if h.Link != nil {
 		deps.Links = app.links
-		deps.Throttles[gate.KindLink] = gate.Throttle{PerIP: throttle.New(linkFailuresPerIP, time.Minute)}
+		deps.Throttles[gate.KindLink] = gate.Throttle{PerIP: throttle.New(linkFailuresPerIP, time.Minute).Share(app.store, "link.ip")}
 		lc = gate.LinkConfig{Param: h.Link.Param, PathPrefixes: h.Link.PathPrefixes, Confirm: h.Link.Confirm == nil || *h.Link.Confirm}
 		if app.mailer != nil {
 			deps.LoginLinks = pageOps
-			deps.LinkRequestsPerIP, deps.LinkRequestsPerAddress = gate.NewLinkRequestLimiters()
+			perIP, perAddress := gate.NewLinkRequestLimiters()
+			deps.LinkRequestsPerIP, deps.LinkRequestsPerAddress = perIP.Share(app.store, "linkmail.ip"), perAddress.Share(app.store, "linkmail.address")
 		}
 	}
 	var tc gate.TicketConfig
@@ -217,7 +219,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			return err
 		}
 		deps.Tickets = app.tickets
-		deps.Throttles[gate.KindTicket] = gate.Throttle{PerIP: h.Tickets.Throttle.limiter(), PerCredential: h.Tickets.Throttle.limiter()}
+		deps.Throttles[gate.KindTicket] = gate.Throttle{
+			PerIP:         h.Tickets.Throttle.limiter().Share(app.store, "ticket.ip"),
+			PerCredential: h.Tickets.Throttle.limiter().Share(app.store, "ticket.uuid"),
+		}
 	}
 	h.gate = gate.New(gate.Config{
 		UserHeader:    h.UserHeader,

@@ -153,8 +153,11 @@ func (g *Gate) serveLinkRequest(rq *Request, page loginPage) error {
 	w, r, ev := rq.W, rq.R, &rq.Ev
 	ev.Kind = KindLink
 	email, _ := mail.NormalizeAddress(r.PostForm.Get("email"))
-	// Every request counts, so reservations are never given back.
-	if _, rf := reserveAll(g.d.Now(), []limit{{g.d.LinkRequestsPerIP, rq.Env.ClientIP}, {g.d.LinkRequestsPerAddress, email}}); rf != nil {
+	// Every request counts, so reservations are never given back: each is a
+	// failure, for every gateway on the store.
+	held, rf := reserveAll(r.Context(), g.d.Now(), []limit{{g.d.LinkRequestsPerIP, rq.Env.ClientIP}, {g.d.LinkRequestsPerAddress, email}})
+	held.fail(context.WithoutCancel(r.Context()), g.d.Now())
+	if rf != nil {
 		rq.page = func(w http.ResponseWriter, rf *Refusal) error {
 			page.Message = msgThrottled
 			return g.d.Pages.Render(w, rf.Status, web.PageLogin, page)

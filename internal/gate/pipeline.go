@@ -2,6 +2,7 @@ package gate
 
 import (
 	"bufio"
+	"context"
 	"net"
 	"net/http"
 	"strconv"
@@ -157,6 +158,8 @@ func (g *Gate) run(rq *Request, c Credential, next Next) error {
 	if out.Refused != nil {
 		if out.Refused.Free {
 			held.release()
+		} else {
+			held.fail(context.WithoutCancel(r.Context()), g.d.Now())
 		}
 		return g.refuse(rq, out.Refused)
 	}

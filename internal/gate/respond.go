@@ -1,6 +1,7 @@
 package gate
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -129,6 +130,14 @@ func (h held) release() {
 	}
 }
 
+// fail records the attempt as a failure for every gateway on the store;
+// in memory it is counted already.
+func (h held) fail(ctx context.Context, now time.Time) {
+	for _, r := range h {
+		r.Fail(ctx, now)
+	}
+}
+
 // reserve counts an attempt at a credential of kind against its throttles,
 // per client IP and per credential key, before anything checks it. The
 // attempt is given back when the credential turns out right.
@@ -137,7 +146,7 @@ func (g *Gate) reserve(rq *Request, kind, key string) (held, *Refusal) {
 	if !ok {
 		return nil, nil
 	}
-	return reserveAll(g.d.Now(), []limit{{t.PerIP, rq.Env.ClientIP}, {t.PerCredential, key}})
+	return reserveAll(rq.R.Context(), g.d.Now(), []limit{{t.PerIP, rq.Env.ClientIP}, {t.PerCredential, key}})
 }
 
 type limit struct {
@@ -146,13 +155,13 @@ type limit struct {
 }
 
 // reserveAll reserves one attempt on each limiter, or none.
-func reserveAll(now time.Time, limits []limit) (held, *Refusal) {
+func reserveAll(ctx context.Context, now time.Time, limits []limit) (held, *Refusal) {
 	var h held
 	for _, l := range limits {
 		if l.l == nil || l.key == "" {
 			continue
 		}
-		res, ok, wait := l.l.Reserve(l.key, now)
+		res, ok, wait := l.l.ReserveShared(ctx, l.key, now)
 		if !ok {
 			h.release()
 			return nil, &Refusal{Status: http.StatusTooManyRequests, Reason: "throttled", RetryAfter: wait, Free: true}

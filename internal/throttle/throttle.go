@@ -3,6 +3,9 @@
 package throttle
 
 import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"sync"
 	"time"
 )
@@ -21,6 +24,9 @@ type Limiter struct {
 
 	mu   sync.Mutex
 	keys map[string]*bucket
+
+	shared Shared // nil: this process counts alone
+	name   string
 }
 
 type bucket struct {
@@ -131,4 +137,55 @@ func (r Reservation) Release() {
 	if b := r.l.keys[r.key]; b != nil && b.start.Equal(r.start) && b.failures > 0 {
 		b.failures--
 	}
+}
+
+// Shared counts failures for every gateway on a store; store.Store is one.
+type Shared interface {
+	Failures(ctx context.Context, key string, window time.Duration, now time.Time) (int, time.Time, error)
+	AddFailure(ctx context.Context, key string, window time.Duration, now time.Time) (int, time.Time, error)
+}
+
+// Share makes the limiter count failures in s as well, under name (the
+// limiter's purpose, e.g. "ticket.ip"), so that every gateway on the store
+// sees every gateway's failures: N gateways do not give a guesser N times
+// the guesses. Attempts in flight stay counted in memory, per process.
+func (l *Limiter) Share(s Shared, name string) *Limiter {
+	if l != nil {
+		l.shared, l.name = s, name
+	}
+	return l
+}
+
+// sharedKey keeps client text out of the store's keys: a fixed-length
+// digest of the limiter's name and the key.
+func (l *Limiter) sharedKey(key string) string {
+	sum := sha256.Sum256([]byte(l.name + "\x00" + key))
+	return l.name + ":" + hex.EncodeToString(sum[:16])
+}
+
+// ReserveShared is Reserve, and then also refuses when the failures every
+// gateway counted in the store have reached the limit. A store that cannot
+// answer does not stop the attempt: checking the credential needs the
+// store too, and fails closed there.
+func (l *Limiter) ReserveShared(ctx context.Context, key string, now time.Time) (Reservation, bool, time.Duration) {
+	r, ok, wait := l.Reserve(key, now)
+	if !ok || l == nil || l.shared == nil || l.limit <= 0 {
+		return r, ok, wait
+	}
+	n, end, err := l.shared.Failures(ctx, l.sharedKey(key), l.window, now)
+	if err == nil && n >= l.limit {
+		r.Release()
+		return Reservation{}, false, end.Sub(now)
+	}
+	return r, true, 0
+}
+
+// Fail records the reserved attempt as a failure for every gateway on the
+// store (it is already counted in memory). It is the counterpart of
+// Release; call one of them, once.
+func (r Reservation) Fail(ctx context.Context, now time.Time) {
+	if r.l == nil || r.l.shared == nil {
+		return
+	}
+	r.l.shared.AddFailure(ctx, r.l.sharedKey(r.key), r.l.window, now)
 }
