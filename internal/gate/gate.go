@@ -10,6 +10,7 @@ package gate
 import (
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -211,6 +212,8 @@ type Gate struct {
 	csrf    *http.CrossOriginProtection
 	userKey string // canonical forms, set with direct map writes
 	sessKey string
+	// refusalPages holds each rendered refusal page, by status.
+	refusalPages sync.Map
 }
 
 // New returns a Gate for cfg.

@@ -113,12 +113,22 @@ func (g *Gate) writeRefusal(w http.ResponseWriter, r *http.Request, status int, 
 		_, err := w.Write(body)
 		return err
 	}
-	return g.d.Pages.Render(w, status, web.PageRefused, refusalPage{
+	// A refusal page depends only on its status and the route: rendered
+	// once, it costs what a static page costs.
+	if body, ok := g.refusalPages.Load(status); ok {
+		return web.Write(w, status, body.([]byte))
+	}
+	body, err := g.d.Pages.Bytes(web.PageRefused, refusalPage{
 		Title:    http.StatusText(status),
 		Message:  statusMessages[status],
 		Status:   status,
 		LoginURL: g.cfg.LoginURL,
 	})
+	if err != nil {
+		return err
+	}
+	g.refusalPages.Store(status, body)
+	return web.Write(w, status, body)
 }
 
 // held is the throttle reservations of one attempt.

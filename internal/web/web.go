@@ -81,21 +81,45 @@ func New(overrideDir string) (*Pages, error) {
 // Render writes page name with status. It renders to a buffer first so that a
 // template error becomes a clean 500 rather than half a page.
 func (p *Pages) Render(w http.ResponseWriter, status int, name string, data any) error {
+	body, err := p.Bytes(name, data)
+	if err != nil {
+		return err
+	}
+	return Write(w, status, body)
+}
+
+// Bytes renders a page without writing it, for pages that are the same
+// for every request (refusals), which the caller renders once and keeps.
+func (p *Pages) Bytes(name string, data any) ([]byte, error) {
 	t, ok := p.tmpl[name]
 	if !ok {
-		return fmt.Errorf("no page template %q", name)
+		return nil, fmt.Errorf("no page template %q", name)
 	}
 	var buf bytes.Buffer
 	if err := t.ExecuteTemplate(&buf, name, data); err != nil {
-		return fmt.Errorf("rendering page %s: %w", name, err)
+		return nil, fmt.Errorf("rendering page %s: %w", name, err)
 	}
+	return buf.Bytes(), nil
+}
+
+// Write sends a rendered page with the headers every page has.
+func Write(w http.ResponseWriter, status int, body []byte) error {
 	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Content-Length", strconv.Itoa(buf.Len()))
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("X-Frame-Options", "DENY")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
+	h["Content-Type"] = contentType
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	h["X-Content-Type-Options"] = nosniff
+	h["X-Frame-Options"] = deny
+	h["Content-Security-Policy"] = csp
 	w.WriteHeader(status)
-	_, err := w.Write(buf.Bytes())
+	_, err := w.Write(body)
 	return err
 }
+
+// Header values shared by every page (never modified), so that writing
+// them allocates nothing.
+var (
+	contentType = []string{"text/html; charset=utf-8"}
+	nosniff     = []string{"nosniff"}
+	deny        = []string{"DENY"}
+	csp         = []string{"default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"}
+)
