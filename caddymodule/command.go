@@ -189,6 +189,7 @@ func buildCommand(cmd *cobra.Command) {
 	auditCmd.AddCommand(alist)
 
 	cmd.AddCommand(users, sessions, auditCmd, invitesCommand(), linksCommand(), ticketsCommand(), mailCommand())
+	cmd.AddCommand(storeCommand())
 }
 
 // cliEnv is what a command knows from its config.
