@@ -175,35 +175,53 @@ func (s *server) dsn(db string) string {
 // start runs initdb and then postgres, retrying on another port if the one
 // picked was taken meanwhile.
 func start() (*server, error) {
-	bin := binDir()
-	for _, exe := range []string{"initdb", "postgres"} {
-		if _, err := os.Stat(filepath.Join(bin, exe)); err != nil {
-			return nil, fmt.Errorf("no %s in %s (install postgresql-15, or set %s): %w", exe, bin, EnvBin, err)
-		}
-	}
-	cred, err := credential()
+	s, bin, cred, err := prepare()
 	if err != nil {
 		return nil, err
+	}
+	for attempt := 0; ; attempt++ {
+		err := s.run(bin, cred)
+		if err == nil {
+			return s, nil
+		}
+		if attempt == 2 {
+			os.RemoveAll(s.dir)
+			return nil, err
+		}
+	}
+}
+
+// prepare makes a new cluster's directory with initdb, not started.
+func prepare() (s *server, bin string, cred *syscall.Credential, err error) {
+	bin = binDir()
+	for _, exe := range []string{"initdb", "postgres"} {
+		if _, err := os.Stat(filepath.Join(bin, exe)); err != nil {
+			return nil, "", nil, fmt.Errorf("no %s in %s (install postgresql-15, or set %s): %w", exe, bin, EnvBin, err)
+		}
+	}
+	cred, err = credential()
+	if err != nil {
+		return nil, "", nil, err
 	}
 	sweep()
 	dir, err := os.MkdirTemp("", "latchkey-pgtest-")
 	if err != nil {
-		return nil, err
+		return nil, "", nil, err
 	}
 	if cred != nil {
 		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
 			os.RemoveAll(dir)
-			return nil, fmt.Errorf("giving %s to the postgres user: %w", dir, err)
+			return nil, "", nil, fmt.Errorf("giving %s to the postgres user: %w", dir, err)
 		}
 	}
-	s := &server{dir: dir}
+	s = &server{dir: dir}
 	initdb := exec.Command(filepath.Join(bin, "initdb"), "-D", filepath.Join(dir, "data"),
 		"-U", "postgres", "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync", "--no-instructions")
 	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	initdb.Dir = dir
 	if out, err := initdb.CombinedOutput(); err != nil {
 		os.RemoveAll(dir)
-		return nil, fmt.Errorf("initdb: %w\n%s", err, out)
+		return nil, "", nil, fmt.Errorf("initdb: %w\n%s", err, out)
 	}
 	// The postgres superuser needs no password; other roles do, so that a
 	// test can check what a wrong password gives.
@@ -212,18 +230,9 @@ func start() (*server, error) {
 		"host all all 127.0.0.1/32 scram-sha-256\n"
 	if err := os.WriteFile(filepath.Join(dir, "data", "pg_hba.conf"), []byte(hba), 0o600); err != nil {
 		os.RemoveAll(dir)
-		return nil, fmt.Errorf("writing pg_hba.conf: %w", err)
+		return nil, "", nil, fmt.Errorf("writing pg_hba.conf: %w", err)
 	}
-	for attempt := 0; ; attempt++ {
-		err := s.run(bin, cred)
-		if err == nil {
-			return s, nil
-		}
-		if attempt == 2 {
-			os.RemoveAll(dir)
-			return nil, err
-		}
-	}
+	return s, bin, cred, nil
 }
 
 // binDir is LATCHKEY_TEST_PG_BIN, else DefaultBin, else the newest
@@ -271,6 +280,11 @@ func (s *server) run(bin string, cred *syscall.Credential) error {
 	if err != nil {
 		return err
 	}
+	return s.runOn(bin, cred, port)
+}
+
+// runOn starts postgres on port and waits until it takes connections.
+func (s *server) runOn(bin string, cred *syscall.Credential, port int) error {
 	s.port = port
 	logPath := filepath.Join(s.dir, "postgres.log")
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
