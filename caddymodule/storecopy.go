@@ -92,6 +92,10 @@ func resolveCopySide(flag, arg, adapter string) (copySide, error) {
 			// A libpq key=value DSN: never echoed, it may hold a password.
 			return copySide{side: storecopy.Side{Driver: storecopy.Postgres, Target: arg}}, nil
 		}
+		if strings.Contains(arg, "@") {
+			// Perhaps a mistyped DSN, password and all: not echoed.
+			return copySide{}, fmt.Errorf("--%s: not a config file, a postgres:// DSN or sqlite:<path> (not shown, as it may hold a password)", flag)
+		}
 		return copySide{}, fmt.Errorf("--%s %s: not a config file (%v), a postgres:// DSN or sqlite:<path>", flag, arg, err)
 	}
 	env, err := loadCLIEnv(arg, adapter)
