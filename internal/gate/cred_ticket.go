@@ -200,15 +200,55 @@ func (c *ticketCredential) Use(rq *Request) Outcome {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
 		defer cancel()
 		stamp := stampOn(status)
-		if err := g.d.Store.FinishTicket(ctx, t.UUID, lease, stamp, g.d.Now(), rq.Env.ClientIP, r.UserAgent(), status, auditID, latency); err != nil {
-			g.d.Logger.Warn("finishing ticket claim", zap.String("ticket", t.UUID), zap.Int("status", status), zap.Error(err))
-		} else {
+		at, ip, ua := g.d.Now(), rq.Env.ClientIP, r.UserAgent()
+		finish := func(ctx context.Context) error {
+			return g.d.Store.FinishTicket(ctx, t.UUID, lease, stamp, at, ip, ua, status, auditID, latency)
+		}
+		err := finish(ctx)
+		switch {
+		case err == nil:
 			stamped = stamp
+		case errors.Is(err, store.ErrConflict):
+			// The claim lapsed and was taken over: not this request's to finish.
+			g.d.Logger.Warn("finishing ticket claim: the claim was taken over", zap.String("ticket", t.UUID), zap.Int("status", status))
+		default:
+			// The store is away. The upstream has answered, so the ticket
+			// must be stamped (or given back) as soon as it returns, before
+			// the lapsed claim lets it be used again: keep trying, in the
+			// background.
+			g.d.Logger.Warn("finishing ticket claim; retrying until the store answers", zap.String("ticket", t.UUID), zap.Int("status", status), zap.Error(err))
+			stamped = stamp // it will be, or the claim was taken over
+			go retryFinish(finish, g.d.Logger.With(zap.String("ticket", t.UUID)))
 		}
 	}
 	// A claim given back (the upstream failed) took no use.
 	out.Consumed = func(int) bool { return stamped }
 	return out
+}
+
+// finishRetries bounds how long a ticket's finish is retried while the
+// store is away; past it the claim's lease has long lapsed anyway.
+const finishRetries = 30 * time.Minute
+
+// retryFinish runs finish until it is done or the claim was taken over,
+// every 100 ms at first, backing off to 2 s.
+func retryFinish(finish func(context.Context) error, log *zap.Logger) {
+	deadline := time.Now().Add(finishRetries)
+	for wait := 100 * time.Millisecond; time.Now().Before(deadline); wait = min(2*wait, 2*time.Second) {
+		time.Sleep(wait)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := finish(ctx)
+		cancel()
+		switch {
+		case err == nil:
+			log.Info("finished ticket claim after the store came back")
+			return
+		case errors.Is(err, store.ErrConflict):
+			log.Warn("finishing ticket claim: the claim was taken over while the store was away")
+			return
+		}
+	}
+	log.Error("gave up finishing ticket claim")
 }
 
 func refused(status int, reason string) Outcome {
