@@ -143,7 +143,8 @@ func buildCommand(cmd *cobra.Command) {
 				return fmt.Errorf("--user is required")
 			}
 			lifetime, _ := c.Flags().GetDuration("lifetime")
-			token, s, u, err := o.StartSession(c.Context(), user, lifetime, "caddy latchkey sessions create")
+			site, _ := c.Flags().GetString("site")
+			token, s, u, err := o.StartSession(c.Context(), user, site, lifetime, "caddy latchkey sessions create")
 			if err != nil {
 				return err
 			}
@@ -157,6 +158,7 @@ func buildCommand(cmd *cobra.Command) {
 		}),
 	}
 	screate.Flags().String("user", "", "User to start the session for")
+	screate.Flags().String("site", "", "Site the session is for (default: the user's, or the config's only site)")
 	screate.Flags().String("cookie", gate.DefaultCookieName, "Cookie name the route uses")
 	screate.Flags().Duration("lifetime", 0, "Absolute lifetime (default 720h)")
 	sessions.AddCommand(slist, screate, srevoke)

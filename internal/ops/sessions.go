@@ -37,11 +37,37 @@ func (o *Ops) RevokeSession(ctx context.Context, id string) error {
 // StartSession starts a session for a user, for testing and support, and
 // returns its cookie value. A zero lifetime is the session default; via
 // says what started it (the session's user agent).
-func (o *Ops) StartSession(ctx context.Context, user string, lifetime time.Duration, via string) (token string, s *store.Session, u *store.User, err error) {
+func (o *Ops) StartSession(ctx context.Context, user, site string, lifetime time.Duration, via string) (token string, s *store.Session, u *store.User, err error) {
 	if u, err = o.ResolveUser(ctx, user, ""); err != nil {
 		return "", nil, nil, err
 	}
-	var cfg session.Config
+	// A session belongs to one site: the one named, else the user's own,
+	// else the config's only one.
+	switch {
+	case site != "":
+		sc, err := o.PickSite(site)
+		if err != nil {
+			return "", nil, nil, err
+		}
+		site = sc.Site.Name
+	case u.Site != "":
+		site = u.Site
+	default:
+		names := map[string]bool{}
+		for _, sc := range o.Sites {
+			names[sc.Site.Name] = true
+		}
+		if len(names) != 1 {
+			return "", nil, nil, inputErr("user %d (%s) is known on every site: name the site with --site", u.ID, u.Email)
+		}
+		for n := range names {
+			site = n
+		}
+	}
+	if u.Site != "" && u.Site != site {
+		return "", nil, nil, inputErr("user %d (%s) belongs to site %q, not %q", u.ID, u.Email, u.Site, site)
+	}
+	cfg := session.Config{Site: site}
 	if lifetime > 0 {
 		cfg.Lifetime = lifetime
 	}
