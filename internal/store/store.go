@@ -129,6 +129,11 @@ type AuditEvent struct {
 	UADevice     string // "desktop", "mobile", "bot", "unknown"
 	UABot        bool
 	Latency      time.Duration
+	// Count is how many identical refusals the record stands for: the audit
+	// writer folds a flood (same client IP, reason, kind and host within a
+	// second) into its first record. 0 or 1 is one; the store keeps at
+	// least 1 and reads back what it keeps.
+	Count int64
 	// StatusUpdate: this is not a new record but the upstream's status and
 	// the latency of the record with ID, written earlier with a consumed
 	// credential. WriteAudit fills them in; a missing record is skipped.

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/latchkeyhq/latchkey/internal/store"
@@ -10,11 +11,11 @@ import (
 
 const auditColumns = `id, time, kind, credential_id, user_id, session_id, outcome, reason,
 	method, host, path, status, client_ip, user_agent, ua_browser, ua_version, ua_os, ua_device,
-	ua_bot, latency_us`
+	ua_bot, latency_us, count`
 
 const auditInsertColumns = `time, kind, credential_id, user_id, session_id, outcome, reason,
 	method, host, path, status, client_ip, user_agent, ua_browser, ua_version, ua_os, ua_device,
-	ua_bot, latency_us`
+	ua_bot, latency_us, count`
 
 // defaultAuditLimit keeps an unbounded Audit call from reading the whole log.
 const defaultAuditLimit = 100
@@ -30,22 +31,22 @@ func auditArgs(e *store.AuditEvent, now time.Time) []any {
 	return []any{t.UnixNano(), text(e.Kind), text(e.CredentialID), nullID(e.UserID), text(e.SessionID),
 		text(e.Outcome), text(e.Reason), text(e.Method), text(e.Host), text(e.Path), int32(e.Status),
 		text(e.ClientIP), text(e.UserAgent), text(e.UABrowser), text(e.UAVersion), text(e.UAOS), text(e.UADevice),
-		e.UABot, e.Latency.Microseconds()}
+		e.UABot, e.Latency.Microseconds(), auditCount(e.Count)}
 }
 
 // writeAuditSQL inserts a batch as one statement over parallel arrays, one
 // per column: one round trip and one prepared statement whatever the batch
 // size, and atomic without a transaction.
 const writeAuditSQL = `INSERT INTO audit (` + auditInsertColumns + `)
-	SELECT t, k, c, nullif(u, 0), sid, o, r, m, h, p, st, ip, ua, b, v, os, d, bot, l
+	SELECT t, k, c, nullif(u, 0), sid, o, r, m, h, p, st, ip, ua, b, v, os, d, bot, l, n
 	FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[],
 		$8::text[], $9::text[], $10::text[], $11::integer[], $12::text[], $13::text[], $14::text[], $15::text[],
-		$16::text[], $17::text[], $18::boolean[], $19::bigint[])
-		AS x(t, k, c, u, sid, o, r, m, h, p, st, ip, ua, b, v, os, d, bot, l)`
+		$16::text[], $17::text[], $18::boolean[], $19::bigint[], $20::integer[])
+		AS x(t, k, c, u, sid, o, r, m, h, p, st, ip, ua, b, v, os, d, bot, l, n)`
 
 // WriteAudit writes all events in one statement, so atomically. A zero Time
-// is stored as now; Latency is kept to the microsecond. Event IDs are not
-// written back.
+// is stored as now; Latency is kept to the microsecond. A Count below 1
+// is stored as 1. Event IDs are not written back.
 func (s *Store) WriteAudit(ctx context.Context, events []store.AuditEvent) error {
 	if len(events) == 0 {
 		return nil
@@ -82,7 +83,7 @@ func (s *Store) writeAudit(ctx context.Context, events []store.AuditEvent) error
 		times, users, latencies                                                = make([]int64, n), make([]int64, n), make([]int64, n)
 		kinds, creds, sids, outcomes, reasons, methods, hosts, paths, ips, uas = mk(n), mk(n), mk(n), mk(n), mk(n), mk(n), mk(n), mk(n), mk(n), mk(n)
 		browsers, versions, oses, devices                                      = mk(n), mk(n), mk(n), mk(n)
-		statuses                                                               = make([]int32, n)
+		statuses, counts                                                       = make([]int32, n), make([]int32, n)
 		bots                                                                   = make([]bool, n)
 	)
 	now := time.Now()
@@ -96,10 +97,10 @@ func (s *Store) writeAudit(ctx context.Context, events []store.AuditEvent) error
 		kinds[i], creds[i], sids[i], outcomes[i], reasons[i] = text(e.Kind), text(e.CredentialID), text(e.SessionID), text(e.Outcome), text(e.Reason)
 		methods[i], hosts[i], paths[i], ips[i], uas[i] = text(e.Method), text(e.Host), text(e.Path), text(e.ClientIP), text(e.UserAgent)
 		browsers[i], versions[i], oses[i], devices[i] = text(e.UABrowser), text(e.UAVersion), text(e.UAOS), text(e.UADevice)
-		statuses[i], bots[i] = int32(e.Status), e.UABot
+		statuses[i], bots[i], counts[i] = int32(e.Status), e.UABot, auditCount(e.Count)
 	}
 	if _, err := s.pool.Exec(ctx, writeAuditSQL, times, kinds, creds, users, sids, outcomes, reasons,
-		methods, hosts, paths, statuses, ips, uas, browsers, versions, oses, devices, bots, latencies); err != nil {
+		methods, hosts, paths, statuses, ips, uas, browsers, versions, oses, devices, bots, latencies, counts); err != nil {
 		return fmt.Errorf("writing %d audit events: %w", n, err)
 	}
 	return nil
@@ -107,13 +108,20 @@ func (s *Store) writeAudit(ctx context.Context, events []store.AuditEvent) error
 
 func mk(n int) []string { return make([]string, n) }
 
+// auditCount is the count column's value: at least 1, and at most what an
+// INTEGER holds (a count past it would be a flood of two billion refusals
+// in one second; the row then says "at least").
+func auditCount(n int64) int32 {
+	return int32(min(max(n, 1), math.MaxInt32))
+}
+
 // insertAudit writes e with q (the transaction of a consumed credential)
 // and writes back into e its ID and, if it was zero, its Time, which is
-// stored as at.
+// stored as at, and its Count as stored.
 func insertAudit(ctx context.Context, q querier, e *store.AuditEvent, at time.Time) error {
 	var id int64
 	if err := q.QueryRow(ctx, `INSERT INTO audit (`+auditInsertColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
 		RETURNING id`, auditArgs(e, at)...).Scan(&id); err != nil {
 		return fmt.Errorf("writing audit event: %w", err)
 	}
@@ -121,6 +129,7 @@ func insertAudit(ctx context.Context, q querier, e *store.AuditEvent, at time.Ti
 	if e.Time.IsZero() {
 		e.Time = at
 	}
+	e.Count = int64(auditCount(e.Count))
 	return nil
 }
 
@@ -162,10 +171,11 @@ func (s *Store) Audit(ctx context.Context, f store.AuditFilter) ([]store.AuditEv
 	q := `SELECT ` + auditColumns + ` FROM audit` + w.sql() + ` ORDER BY time DESC, id DESC` + w.limit(limit)
 	return listRows(ctx, s.pool, fmt.Sprintf("audit %+v", f), q, w.args, func(r scanner, e *store.AuditEvent) error {
 		var t, latency int64
+		var count int32
 		var user *int64
 		if err := r.Scan(&e.ID, &t, &e.Kind, &e.CredentialID, &user, &e.SessionID, &e.Outcome, &e.Reason,
 			&e.Method, &e.Host, &e.Path, &e.Status, &e.ClientIP, &e.UserAgent, &e.UABrowser, &e.UAVersion, &e.UAOS, &e.UADevice,
-			&e.UABot, &latency); err != nil {
+			&e.UABot, &latency, &count); err != nil {
 			return err
 		}
 		e.Time = time.Unix(0, t)
@@ -173,6 +183,7 @@ func (s *Store) Audit(ctx context.Context, f store.AuditFilter) ([]store.AuditEv
 			e.UserID = *user
 		}
 		e.Latency = time.Duration(latency) * time.Microsecond
+		e.Count = int64(count)
 		return nil
 	})
 }

@@ -12,17 +12,17 @@ import (
 
 const auditColumns = `id, time, kind, credential_id, user_id, session_id, outcome, reason,
 	method, host, path, status, client_ip, user_agent, ua_browser, ua_version, ua_os, ua_device,
-	ua_bot, latency_us`
+	ua_bot, latency_us, count`
 
 const insertAuditSQL = `INSERT INTO audit (time, kind, credential_id, user_id, session_id, outcome, reason,
 	method, host, path, status, client_ip, user_agent, ua_browser, ua_version, ua_os, ua_device,
-	ua_bot, latency_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	ua_bot, latency_us, count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
 // defaultAuditLimit keeps an unbounded Audit call from reading the whole log.
 const defaultAuditLimit = 100
 
 // auditColumnCount is the number of values bound per audit row.
-const auditColumnCount = 19
+const auditColumnCount = 20
 
 func appendAuditArgs(args []any, e *store.AuditEvent, now int64) []any {
 	t := now
@@ -35,13 +35,14 @@ func appendAuditArgs(args []any, e *store.AuditEvent, now int64) []any {
 	}
 	return append(args, t, e.Kind, e.CredentialID, user, e.SessionID, e.Outcome, e.Reason,
 		e.Method, e.Host, e.Path, int64(e.Status), e.ClientIP, e.UserAgent, e.UABrowser, e.UAVersion, e.UAOS, e.UADevice,
-		e.UABot, e.Latency.Microseconds())
+		e.UABot, e.Latency.Microseconds(), max(e.Count, 1))
 }
 
 // WriteAudit writes all events in one transaction: SQLite's cost is per
 // commit (the WAL writes), not per row, so batching is what lets the log
 // keep up with the proxy. A zero Time is stored as now; Latency is kept to
-// the microsecond. Event IDs are not written back.
+// the microsecond; a Count below 1 is stored as 1. Event IDs are not
+// written back.
 //
 // Rows go in one prepared single-row INSERT each. A multi-row INSERT was
 // measured slower: SQLite gives it a statement journal, which spills to a
@@ -86,7 +87,8 @@ func (s *Store) WriteAudit(ctx context.Context, events []store.AuditEvent) error
 
 // insertAuditTx writes e in tx, the transaction of a consumed credential,
 // and writes back into e its ID and, if it was zero, its Time, which is
-// stored as at.
+// stored as at, and its Count as stored (1: such a record is never
+// aggregated, so a caller leaves it zero).
 func (s *Store) insertAuditTx(ctx context.Context, tx *sql.Tx, e *store.AuditEvent, at time.Time) error {
 	st := tx.StmtContext(ctx, s.insertAudit)
 	defer st.Close()
@@ -100,6 +102,7 @@ func (s *Store) insertAuditTx(ctx context.Context, tx *sql.Tx, e *store.AuditEve
 	if e.Time.IsZero() {
 		e.Time = at
 	}
+	e.Count = max(e.Count, 1)
 	return nil
 }
 
@@ -159,7 +162,7 @@ func (s *Store) Audit(ctx context.Context, f store.AuditFilter) ([]store.AuditEv
 		var latency int64
 		if err := rows.Scan(&e.ID, &t, &e.Kind, &e.CredentialID, &user, &e.SessionID, &e.Outcome, &e.Reason,
 			&e.Method, &e.Host, &e.Path, &e.Status, &e.ClientIP, &e.UserAgent, &e.UABrowser, &e.UAVersion, &e.UAOS, &e.UADevice,
-			&e.UABot, &latency); err != nil {
+			&e.UABot, &latency, &e.Count); err != nil {
 			return nil, fmt.Errorf("reading audit %+v: %w", f, err)
 		}
 		e.Time = time.Unix(0, t)

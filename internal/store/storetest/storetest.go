@@ -89,6 +89,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ExpireTickets", testExpireTickets},
 	}
 	tests = append(tests, outboxTests...)
+	tests = append(tests, auditCountTests...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -681,6 +682,7 @@ func testAudit(t *testing.T, s store.Store) {
 			t.Errorf("event %d Time = %v, want %v", i, g.Time, w.Time)
 		}
 		g.ID, g.Time, w.Time = 0, time.Time{}, time.Time{}
+		w.Count = max(w.Count, 1) // one attempt; see AuditCount
 		if g != w {
 			t.Errorf("event %d:\n got %+v\nwant %+v", i, g, w)
 		}
