@@ -180,6 +180,26 @@ func (c *linkCredential) Use(rq *Request) Outcome {
 		}}
 	}
 
+	// A request-mode link with unlimited uses limits nothing: its row (if it
+	// has one, not revoked, of this site) is only read, and the use is
+	// counted with its audit record by the batching writer, like a session
+	// request. Links with limited uses are decided in one transaction.
+	if claims.Mode == link.ModeRequest && claims.MaxUses == 0 {
+		l, err := g.d.Store.Link(r.Context(), claims.ID)
+		switch {
+		case err == nil && l.MaxUses == 0 && l.RevokedAt.IsZero() && l.Site == g.site.Name:
+			ev.Outcome, ev.Reason, ev.CountsLinkUse = store.OutcomeAccepted, link.ModeRequest, true
+			out := g.requestMode(rq, claims, fl, oneClick, confirmed, uid)
+			out.Recorded, out.Finish = false, nil
+			return out
+		case err != nil && !errors.Is(err, store.ErrNotFound):
+			g.d.Logger.Error("looking up link", zap.String("jti", claims.ID), zap.Error(err))
+			return storeError()
+		}
+		// No row yet (minted offline), or one that limits it: the
+		// transaction below creates or decides it.
+	}
+
 	use := &store.LinkUse{
 		JTI: claims.ID, Site: g.site.Name, UserID: uid, Target: claims.Target, Mode: claims.Mode, MaxUses: claims.MaxUses,
 		At: g.d.Now(), Audit: ev,
@@ -227,6 +247,13 @@ func (c *linkCredential) Use(rq *Request) Outcome {
 		}}
 	}
 
+	return g.requestMode(rq, claims, fl, oneClick, confirmed, uid)
+}
+
+// requestMode lets this request only through, without the token, as the
+// link's user; Finish fills in its audit record's status.
+func (g *Gate) requestMode(rq *Request, claims *link.Claims, fl *foundLink, oneClick, confirmed bool, uid int64) Outcome {
+	r, ev := rq.R, &rq.Ev
 	// Request mode: this request only, without the token, as the user.
 	r.URL.RawQuery = fl.rest
 	if oneClick {

@@ -134,6 +134,11 @@ type AuditEvent struct {
 	// second) into its first record. 0 or 1 is one; the store keeps at
 	// least 1 and reads back what it keeps.
 	Count int64
+	// CountsLinkUse: the record is a use of a link with unlimited uses
+	// (CredentialID its jti), and WriteAudit counts it on the link's row
+	// (uses, first and last use) with the record. Limited links are
+	// counted by UseLink, in the use's own transaction.
+	CountsLinkUse bool
 	// StatusUpdate: this is not a new record but the upstream's status and
 	// the latency of the record with ID, written earlier with a consumed
 	// credential. WriteAudit fills them in; a missing record is skipped.

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"github.com/jackc/pgx/v5"
 	"math"
 	"time"
 
@@ -53,31 +54,71 @@ func (s *Store) WriteAudit(ctx context.Context, events []store.AuditEvent) error
 	}
 	var ids, lats []int64
 	var sts []int32
+	// Uses of unlimited links, counted per link.
+	type use struct {
+		n           int32
+		first, last int64
+	}
+	uses := map[string]*use{}
 	inserts := events[:0:0]
+	now := time.Now().UnixNano()
 	for _, e := range events {
 		if e.StatusUpdate {
 			ids, sts, lats = append(ids, e.ID), append(sts, int32(e.Status)), append(lats, e.Latency.Microseconds())
-		} else {
-			inserts = append(inserts, e)
+			continue
+		}
+		inserts = append(inserts, e)
+		if e.CountsLinkUse && e.CredentialID != "" {
+			t := now
+			if !e.Time.IsZero() {
+				t = e.Time.UnixNano()
+			}
+			u := uses[e.CredentialID]
+			if u == nil {
+				u = &use{first: t, last: t}
+				uses[e.CredentialID] = u
+			}
+			u.n++
+			u.first, u.last = min(u.first, t), max(u.last, t)
 		}
 	}
-	if len(ids) > 0 {
+	if len(ids) == 0 && len(uses) == 0 {
+		return s.writeAudit(ctx, s.pool, events)
+	}
+	return s.inTx(ctx, func(tx pgx.Tx) error {
 		if len(inserts) > 0 {
-			if err := s.writeAudit(ctx, inserts); err != nil {
+			if err := s.writeAudit(ctx, tx, inserts); err != nil {
 				return err
 			}
 		}
-		if _, err := s.pool.Exec(ctx, `UPDATE audit a SET status = u.status, latency_us = u.lat
-			FROM unnest($1::bigint[], $2::int[], $3::bigint[]) AS u(id, status, lat) WHERE a.id = u.id`, ids, sts, lats); err != nil {
-			return s.wrap(fmt.Sprintf("setting the status of %d audit events", len(ids)), err)
+		if len(ids) > 0 {
+			if _, err := tx.Exec(ctx, `UPDATE audit a SET status = u.status, latency_us = u.lat
+				FROM unnest($1::bigint[], $2::int[], $3::bigint[]) AS u(id, status, lat) WHERE a.id = u.id`, ids, sts, lats); err != nil {
+				return s.wrap(fmt.Sprintf("setting the status of %d audit events", len(ids)), err)
+			}
+		}
+		if len(uses) > 0 {
+			var jtis []string
+			var ns []int32
+			var firsts, lasts []int64
+			for jti, u := range uses {
+				jtis, ns, firsts, lasts = append(jtis, text(jti)), append(ns, u.n), append(firsts, u.first), append(lasts, u.last)
+			}
+			if _, err := tx.Exec(ctx, `UPDATE links l SET uses = l.uses + u.n,
+					first_used_at = coalesce(l.first_used_at, u.first),
+					last_used_at = greatest(coalesce(l.last_used_at, 0), u.last)
+				FROM unnest($1::text[], $2::int[], $3::bigint[], $4::bigint[]) AS u(jti, n, first, last)
+				WHERE l.jti = u.jti`, jtis, ns, firsts, lasts); err != nil {
+				return s.wrap(fmt.Sprintf("counting uses of %d links", len(jtis)), err)
+			}
 		}
 		return nil
-	}
-	return s.writeAudit(ctx, events)
+	})
 }
 
-// writeAudit inserts new records, in one statement.
-func (s *Store) writeAudit(ctx context.Context, events []store.AuditEvent) error {
+// writeAudit inserts new records, in one statement, with q (the pool or a
+// transaction).
+func (s *Store) writeAudit(ctx context.Context, q querier, events []store.AuditEvent) error {
 	n := len(events)
 	var (
 		times, users, latencies                                                = make([]int64, n), make([]int64, n), make([]int64, n)
@@ -99,7 +140,7 @@ func (s *Store) writeAudit(ctx context.Context, events []store.AuditEvent) error
 		browsers[i], versions[i], oses[i], devices[i] = text(e.UABrowser), text(e.UAVersion), text(e.UAOS), text(e.UADevice)
 		statuses[i], bots[i], counts[i] = int32(e.Status), e.UABot, auditCount(e.Count)
 	}
-	if _, err := s.pool.Exec(ctx, writeAuditSQL, times, kinds, creds, users, sids, outcomes, reasons,
+	if _, err := q.Exec(ctx, writeAuditSQL, times, kinds, creds, users, sids, outcomes, reasons,
 		methods, hosts, paths, statuses, ips, uas, browsers, versions, oses, devices, bots, latencies, counts); err != nil {
 		return fmt.Errorf("writing %d audit events: %w", n, err)
 	}

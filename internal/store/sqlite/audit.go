@@ -76,6 +76,17 @@ func (s *Store) WriteAudit(ctx context.Context, events []store.AuditEvent) error
 				e := &events[i]
 				return fmt.Errorf("event %d (%s %s for %s%s): %w", i, e.Kind, e.Outcome, e.Host, e.Path, err)
 			}
+			if e := &events[i]; e.CountsLinkUse && e.CredentialID != "" {
+				t := now
+				if !e.Time.IsZero() {
+					t = e.Time.UnixNano()
+				}
+				if _, err := tx.ExecContext(bg, `UPDATE links SET uses = uses + 1,
+						first_used_at = coalesce(first_used_at, ?1), last_used_at = max(coalesce(last_used_at, 0), ?1)
+					WHERE jti = ?2`, t, e.CredentialID); err != nil {
+					return fmt.Errorf("counting a use of link %q: %w", e.CredentialID, err)
+				}
+			}
 		}
 		return nil
 	})

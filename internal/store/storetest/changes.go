@@ -127,3 +127,28 @@ func testAuditStatusUpdate(t *testing.T, s store.Store) {
 		}
 	}
 }
+
+// testAuditCountsLinkUse: records of an unlimited link's uses count on its
+// row in the same batch.
+func testAuditCountsLinkUse(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	u := mustCreateUser(t, s, "", "counted@example.org")
+	if err := s.CreateLink(ctx, &store.Link{JTI: "unlimited-1", Site: "a.example", UserID: u.ID, Target: "a.example/x", Mode: "request", MaxUses: 0, ExpiresAt: at(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	var batch []store.AuditEvent
+	for i := range 3 {
+		batch = append(batch, store.AuditEvent{Time: at(time.Duration(i+1) * time.Minute), Kind: "link", CredentialID: "unlimited-1", UserID: u.ID, Outcome: store.OutcomeAccepted, Reason: "request", Status: 200, CountsLinkUse: true})
+	}
+	batch = append(batch, store.AuditEvent{Time: at(0), Kind: "link", CredentialID: "unlimited-1", Outcome: store.OutcomeRefused, Reason: "wrong_target"})
+	if err := s.WriteAudit(ctx, batch); err != nil {
+		t.Fatalf("WriteAudit: %v", err)
+	}
+	l, err := s.Link(ctx, "unlimited-1")
+	if err != nil || l.Uses != 3 || !l.FirstUsedAt.Equal(at(time.Minute)) || !l.LastUsedAt.Equal(at(3*time.Minute)) {
+		t.Errorf("link after 3 counted uses = %+v, %v", l, err)
+	}
+	if evs, _ := s.Audit(ctx, store.AuditFilter{CredentialID: "unlimited-1"}); len(evs) != 4 {
+		t.Errorf("%d records, want 4", len(evs))
+	}
+}

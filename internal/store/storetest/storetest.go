@@ -39,6 +39,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Sites", testSites},
 		{"Changes", testChanges},
 		{"AuditStatusUpdate", testAuditStatusUpdate},
+		{"AuditCountsLinkUse", testAuditCountsLinkUse},
 		{"Throttles", testThrottles},
 		{"Audit", testAudit},
 		{"AuditFilter", testAuditFilter},
