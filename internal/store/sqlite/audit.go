@@ -62,6 +62,7 @@ func (s *Store) WriteAudit(ctx context.Context, events []store.AuditEvent) error
 		st := tx.StmtContext(ctx, s.insertAudit)
 		defer st.Close()
 		args := make([]any, 0, auditColumnCount)
+		uses := map[string]*linkUses{}
 		for i := range events {
 			if err := ctx.Err(); err != nil {
 				return err
@@ -81,11 +82,21 @@ func (s *Store) WriteAudit(ctx context.Context, events []store.AuditEvent) error
 				if !e.Time.IsZero() {
 					t = e.Time.UnixNano()
 				}
-				if _, err := tx.ExecContext(bg, `UPDATE links SET uses = uses + 1,
-						first_used_at = coalesce(first_used_at, ?1), last_used_at = max(coalesce(last_used_at, 0), ?1)
-					WHERE jti = ?2`, t, e.CredentialID); err != nil {
-					return fmt.Errorf("counting a use of link %q: %w", e.CredentialID, err)
+				u := uses[e.CredentialID]
+				if u == nil {
+					u = &linkUses{first: t, last: t}
+					uses[e.CredentialID] = u
 				}
+				u.n++
+				u.first, u.last = min(u.first, t), max(u.last, t)
+			}
+		}
+		// One update a link, whatever number of its uses the batch holds.
+		for jti, u := range uses {
+			if _, err := tx.ExecContext(bg, `UPDATE links SET uses = uses + ?1,
+					first_used_at = coalesce(first_used_at, ?2), last_used_at = max(coalesce(last_used_at, 0), ?3)
+				WHERE jti = ?4`, u.n, u.first, u.last, jti); err != nil {
+				return fmt.Errorf("counting %d uses of link %q: %w", u.n, jti, err)
 			}
 		}
 		return nil
@@ -94,6 +105,12 @@ func (s *Store) WriteAudit(ctx context.Context, events []store.AuditEvent) error
 		return fmt.Errorf("writing %d audit events: %w", len(events), err)
 	}
 	return nil
+}
+
+// linkUses are a batch's uses of one unlimited link.
+type linkUses struct {
+	n           int
+	first, last int64
 }
 
 // insertAuditTx writes e in tx, the transaction of a consumed credential,
