@@ -186,6 +186,10 @@ type AuditConfig struct {
 	QueueSize     int            `json:"queue_size,omitempty"`
 	BatchSize     int            `json:"batch_size,omitempty"`
 	FlushInterval caddy.Duration `json:"flush_interval,omitempty"`
+	// How accepted session requests are audited: "activity" (the default)
+	// records a session's first request from each client (IP and user
+	// agent); "every_request" records each one.
+	Sessions string `json:"sessions,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -244,6 +248,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		QueueSize:     ac.QueueSize,
 		BatchSize:     ac.BatchSize,
 		FlushInterval: time.Duration(ac.FlushInterval),
+		Sessions:      ac.Sessions,
 	}, audit.NewUAParser(4096), a.logger.Named("audit"))
 	a.reqStore = a.store
 	if err := a.provisionMetrics(ctx); err != nil {
@@ -283,6 +288,9 @@ func (a *App) provisionMetrics(ctx caddy.Context) error {
 func (a *App) Validate() error {
 	if a.Secret != "" && a.SecretFile != "" {
 		return errors.New("secret and secret_file are mutually exclusive")
+	}
+	if a.Audit != nil && !audit.ValidSessions(a.Audit.Sessions) {
+		return fmt.Errorf("audit sessions %q: want %q or %q", a.Audit.Sessions, audit.SessionsActivity, audit.SessionsEveryRequest)
 	}
 	if a.Storage != nil {
 		return a.Storage.validate(a.Secret != "" || a.SecretFile != "")

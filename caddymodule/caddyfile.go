@@ -13,6 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"golang.org/x/net/http/httpguts"
 
+	"github.com/latchkeyhq/latchkey/internal/audit"
 	"github.com/latchkeyhq/latchkey/internal/invite"
 	"github.com/latchkeyhq/latchkey/internal/ops"
 	"github.com/latchkeyhq/latchkey/internal/site"
@@ -43,6 +44,7 @@ func init() {
 //			queue_size <n>
 //			batch_size <n>
 //			flush_interval <duration>
+//			sessions activity|every_request
 //		}
 //	}
 func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
@@ -106,6 +108,14 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 				case "flush_interval":
 					if err := duration(d, &app.Audit.FlushInterval); err != nil {
 						return nil, err
+					}
+				case "sessions":
+					if err := oneArg(d, &app.Audit.Sessions); err != nil {
+						return nil, err
+					}
+					if !audit.ValidSessions(app.Audit.Sessions) {
+						return nil, d.Errf("audit sessions %q: want %s (a record of each session's first request from each client) or %s",
+							app.Audit.Sessions, audit.SessionsActivity, audit.SessionsEveryRequest)
 					}
 				default:
 					return nil, d.Errf("unknown audit subdirective %q", d.Val())

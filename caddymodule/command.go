@@ -320,15 +320,15 @@ func printAudit(c *cobra.Command, evs []store.AuditEvent) error {
 		return writeJSON(out, js)
 	}
 	tw := newTable(out)
-	fmt.Fprintln(tw, "TIME\tKIND\tOUTCOME\tREASON\tUSER\tSTATUS\tMETHOD\tHOST\tPATH\tCLIENT IP\tBROWSER\tOS\tDEVICE")
+	fmt.Fprintln(tw, "TIME\tKIND\tOUTCOME\tREASON\tCOUNT\tUSER\tSTATUS\tMETHOD\tHOST\tPATH\tCLIENT IP\tBROWSER\tOS\tDEVICE")
 	for _, e := range evs {
 		user := "-"
 		if e.UserID != 0 {
 			user = fmt.Sprint(e.UserID)
 		}
 		browser := strings.TrimSpace(e.UABrowser + " " + e.UAVersion)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", timeOrDash(e.Time), cell(e.Kind), cell(e.Outcome), dash(e.Reason),
-			user, e.Status, cell(e.Method), cell(e.Host), cell(e.Path), dash(e.ClientIP), dash(browser), dash(e.UAOS), dash(e.UADevice))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", timeOrDash(e.Time), cell(e.Kind), cell(e.Outcome), dash(e.Reason),
+			max(e.Count, 1), user, e.Status, cell(e.Method), cell(e.Host), cell(e.Path), dash(e.ClientIP), dash(browser), dash(e.UAOS), dash(e.UADevice))
 	}
 	return tw.Flush()
 }

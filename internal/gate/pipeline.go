@@ -198,7 +198,11 @@ func (g *Gate) run(rq *Request, c Credential, next Next) error {
 		rq.Ev.Outcome = store.OutcomeAccepted
 		rq.Ev.Status = status
 		rq.Ev.UserID, rq.Ev.SessionID = out.UserID, out.SessionID
-		g.record(rq)
+		if kind == KindSession {
+			g.recordSession(rq)
+		} else {
+			g.record(rq)
+		}
 	} else {
 		g.observeRecorded(rq, status)
 	}
@@ -243,7 +247,32 @@ func (g *Gate) record(rq *Request) {
 	g.d.Audit.Record(rq.Ev)
 }
 
-// observe is where every audited request ends for metrics: from record, or
+// ActivityRecorder is a Recorder that audits a session's activity rather
+// than each of its requests; *audit.Writer is one, and its Sessions
+// setting (activity or every_request) decides. With a Recorder that is not
+// one, every accepted session request is recorded.
+type ActivityRecorder interface {
+	// RecordActivity is given the record of every accepted session
+	// request, and keeps what tells the session's activity: its first
+	// request from each client (client IP and user agent).
+	RecordActivity(e store.AuditEvent)
+}
+
+// recordSession finishes the record of an accepted session request and
+// hands it to the Recorder as the session's activity. The request is
+// observed for metrics either way.
+func (g *Gate) recordSession(rq *Request) {
+	rq.Ev.Latency = g.d.Now().Sub(rq.Start)
+	g.observe(rq, rq.Ev.Outcome, rq.Ev.Status, rq.Ev.Latency)
+	if a, ok := g.d.Audit.(ActivityRecorder); ok {
+		a.RecordActivity(rq.Ev)
+		return
+	}
+	g.d.Audit.Record(rq.Ev)
+}
+
+// observe is where every audited request ends for metrics: from record or
+// recordSession (whether or not the session's request makes a record), or
 // from run when the store wrote the record with the use. So each kind is
 // counted once per audit record, the same way. total is the time since the
 // request arrived; the upstream's part is left out.

@@ -87,6 +87,9 @@ type AuditJSON struct {
 	Device       string    `json:"device,omitempty"`
 	Bot          bool      `json:"bot"`
 	LatencyUS    int64     `json:"latency_us"`
+	// Count is how many identical refusals the record stands for (a flood
+	// within a second is one record); 1 for every other record.
+	Count int64 `json:"count"`
 }
 
 // ToAuditJSON is e's JSON form.
@@ -96,7 +99,7 @@ func ToAuditJSON(e *store.AuditEvent) AuditJSON {
 		SessionID: e.SessionID, Outcome: e.Outcome, Reason: e.Reason, Method: e.Method,
 		Host: e.Host, Path: e.Path, Status: e.Status, ClientIP: e.ClientIP, UserAgent: e.UserAgent,
 		Browser: e.UABrowser, Version: e.UAVersion, OS: e.UAOS, Device: e.UADevice, Bot: e.UABot,
-		LatencyUS: e.Latency.Microseconds(),
+		LatencyUS: e.Latency.Microseconds(), Count: max(e.Count, 1),
 	}
 }
 
