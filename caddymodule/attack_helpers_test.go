@@ -351,18 +351,20 @@ func (r *atkRig) audit(f func(store.AuditEvent) bool) []store.AuditEvent {
 	return out
 }
 
-// waitAudit waits until at least n records match f (the batching writer
-// flushes every few milliseconds) and returns them.
+// waitAudit waits until records of at least n attempts match f (the
+// batching writer flushes every few milliseconds, and writes a flood of
+// identical refusals as one record with a count when its second ends) and
+// returns them.
 func (r *atkRig) waitAudit(n int, f func(store.AuditEvent) bool) []store.AuditEvent {
 	r.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		evs := r.audit(f)
-		if len(evs) >= n {
+		if attempts(evs) >= n {
 			return evs
 		}
 		if time.Now().After(deadline) {
-			r.t.Fatalf("want %d matching audit records, have %d: %+v\nall records: %+v", n, len(evs), evs, r.audit(nil))
+			r.t.Fatalf("want audit records of %d matching attempts, have %d: %+v\nall records: %+v", n, attempts(evs), evs, r.audit(nil))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
