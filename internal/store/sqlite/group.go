@@ -32,6 +32,10 @@ type committer struct {
 	stop  chan struct{}
 	done  sync.WaitGroup
 	once  sync.Once
+	// mu is held shared while a job is queued and exclusively by close,
+	// so that no job is queued after the loop has drained the queue.
+	mu     sync.RWMutex
+	closed bool
 }
 
 type groupJob struct {
@@ -54,11 +58,16 @@ func (c *committer) do(ctx context.Context, f func(ctx context.Context, tx *sql.
 		return err
 	}
 	j := &groupJob{ctx: ctx, f: f, result: make(chan error, 1)}
+	c.mu.RLock()
+	if c.closed {
+		c.mu.RUnlock()
+		return errClosed
+	}
 	select {
 	case c.queue <- j:
-	case <-c.stop:
-		return errClosed
+		c.mu.RUnlock()
 	case <-ctx.Done():
+		c.mu.RUnlock()
 		return ctx.Err()
 	}
 	// Once queued, wait for the answer even if ctx ends: the writes may
@@ -68,6 +77,11 @@ func (c *committer) do(ctx context.Context, f func(ctx context.Context, tx *sql.
 
 func (c *committer) close() {
 	c.once.Do(func() {
+		// Senders blocked on a full queue hold mu shared; the loop keeps
+		// taking jobs until stop, so they get through first.
+		c.mu.Lock()
+		c.closed = true
+		c.mu.Unlock()
 		close(c.stop)
 		c.done.Wait()
 	})

@@ -72,7 +72,7 @@ func (s *Store) CreateLink(ctx context.Context, l *store.Link) error {
 
 func (s *Store) Link(ctx context.Context, jti string) (*store.Link, error) {
 	var l store.Link
-	err := scanLink(s.r.QueryRowContext(ctx, `SELECT `+linkColumns+` FROM links WHERE jti = ?`, jti), &l)
+	err := scanLink(s.linkByJTI.QueryRowContext(ctx, jti), &l)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("link %q: %w", jti, store.ErrNotFound)
 	}

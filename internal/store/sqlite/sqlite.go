@@ -34,6 +34,8 @@ type Store struct {
 	r    *sql.DB // readers; query_only so a write cannot slip past w
 
 	sessionByHash *sql.Stmt // on r
+	userByID      *sql.Stmt // on r: every signed link looks its user up
+	linkByJTI     *sql.Stmt // on r: and its row
 	touchSession  *sql.Stmt // on w
 	insertAudit   *sql.Stmt // on w
 	group         *committer
@@ -110,6 +112,12 @@ func open(ctx context.Context, path string) (_ *Store, err error) {
 	s.r.SetConnMaxLifetime(0)
 	s.r.SetConnMaxIdleTime(0)
 
+	if s.userByID, err = s.r.PrepareContext(ctx, `SELECT `+userColumns+` FROM users u WHERE u.id = ?`); err != nil {
+		return nil, fmt.Errorf("preparing user lookup: %w", err)
+	}
+	if s.linkByJTI, err = s.r.PrepareContext(ctx, `SELECT `+linkColumns+` FROM links WHERE jti = ?`); err != nil {
+		return nil, fmt.Errorf("preparing link lookup: %w", err)
+	}
 	if s.sessionByHash, err = s.r.PrepareContext(ctx, sessionByHashSQL); err != nil {
 		return nil, fmt.Errorf("preparing session lookup: %w", err)
 	}
@@ -199,7 +207,7 @@ func (s *Store) Close() error {
 			s.group.close()
 		}
 		var errs []error
-		for _, st := range []*sql.Stmt{s.sessionByHash, s.touchSession, s.insertAudit} {
+		for _, st := range []*sql.Stmt{s.sessionByHash, s.userByID, s.linkByJTI, s.touchSession, s.insertAudit} {
 			if st != nil {
 				errs = append(errs, st.Close())
 			}

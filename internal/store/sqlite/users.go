@@ -101,7 +101,7 @@ func insertUser(ctx context.Context, tx *sql.Tx, u *store.User) error {
 
 func (s *Store) User(ctx context.Context, id int64) (*store.User, error) {
 	var u store.User
-	err := scanUser(s.r.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users u WHERE u.id = ?`, id), &u)
+	err := scanUser(s.userByID.QueryRowContext(ctx, id), &u)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("user %d: %w", id, store.ErrNotFound)
 	}
