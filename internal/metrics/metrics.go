@@ -72,7 +72,7 @@ func New() *Metrics {
 	m := &Metrics{
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: subsystem, Name: "attempts_total",
-			Help: "Credential attempts the gateway audited, by credential kind and outcome (accepted or refused): one per audit record.",
+			Help: "Credential attempts by kind and outcome (accepted or refused): one per request, although the audit trail folds floods of refusals and repeated session requests into fewer records.",
 		}, []string{"kind", "outcome"}),
 		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: subsystem, Name: "refusals_total",

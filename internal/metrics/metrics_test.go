@@ -35,7 +35,7 @@ func TestAttemptsRefusalsConsumptions(t *testing.T) {
 	m.Consumed("ticket")
 
 	want := `
-# HELP caddy_latchkey_attempts_total Credential attempts the gateway audited, by credential kind and outcome (accepted or refused): one per audit record.
+# HELP caddy_latchkey_attempts_total Credential attempts by kind and outcome (accepted or refused): one per request, although the audit trail folds floods of refusals and repeated session requests into fewer records.
 # TYPE caddy_latchkey_attempts_total counter
 caddy_latchkey_attempts_total{kind="session",outcome="refused"} 1
 caddy_latchkey_attempts_total{kind="ticket",outcome="accepted"} 1
