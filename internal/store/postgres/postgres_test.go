@@ -53,8 +53,8 @@ func TestMigrationsEmbedded(t *testing.T) {
 		t.Fatalf("%d migrations embedded, SchemaVersion is %d", len(migrations), SchemaVersion)
 	}
 	for i, m := range migrations {
-		if m.version != i+1 || strings.TrimSpace(m.sql) == "" {
-			t.Errorf("migration %d: version %d, %d bytes", i, m.version, len(m.sql))
+		if m.Version != i+1 || strings.TrimSpace(m.SQL) == "" {
+			t.Errorf("migration %d: version %d, %d bytes", i, m.Version, len(m.SQL))
 		}
 	}
 }
@@ -432,8 +432,8 @@ func TestSchemaFollowsSQLite(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	rows, err := db.QueryContext(t.Context(), `SELECT m.name, p.name FROM sqlite_schema m JOIN pragma_table_info(m.name) p
-		WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' ORDER BY m.name, p.name`)
+	rows, err := db.QueryContext(t.Context(), `SELECT m.Name, p.name FROM sqlite_schema m JOIN pragma_table_info(m.Name) p
+		WHERE m.type = 'table' AND m.Name NOT LIKE 'sqlite_%' ORDER BY m.Name, p.name`)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,11 +5,8 @@ import (
 	"database/sql"
 	"embed"
 	"fmt"
+	schema "github.com/latchkeyhq/latchkey/internal/store/migration"
 	"io/fs"
-	"path"
-	"regexp"
-	"sort"
-	"strconv"
 	"time"
 )
 
@@ -28,70 +25,17 @@ const SchemaVersion = 9
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
-type migration struct {
-	version int
-	name    string // file name, for error messages
-	sql     string
-}
+type migration = schema.Migration
 
 // migrations is the embedded set, sorted by version and gap-free from 1.
-var migrations = mustLoadMigrations(migrationFiles)
+var migrations = schema.MustLoad(migrationFiles, "sqlite", SchemaVersion)
 
-var migrationName = regexp.MustCompile(`^([0-9]{4})_[a-z0-9_]+\.sql$`)
+// loadMigrations reads a set of migrations (the tests give their own).
+func loadMigrations(fsys fs.FS) ([]migration, error) { return schema.Load(fsys) }
 
-func mustLoadMigrations(fsys fs.FS) []migration {
-	ms, err := loadMigrations(fsys)
-	if err != nil {
-		panic("latchkey sqlite store: " + err.Error())
-	}
-	if len(ms) == 0 || ms[len(ms)-1].version != SchemaVersion {
-		panic(fmt.Sprintf("latchkey sqlite store: SchemaVersion is %d but the newest embedded migration is %d", SchemaVersion, len(ms)))
-	}
-	return ms
-}
-
-// loadMigrations insists on versions 1..n without gaps or duplicates, since
-// a gap would mean a migration lost in a merge, and databases that skipped
-// it could never be told apart from ones that ran it.
-func loadMigrations(fsys fs.FS) ([]migration, error) {
-	names, err := fs.Glob(fsys, "migrations/*.sql")
-	if err != nil {
-		return nil, err
-	}
-	var ms []migration
-	for _, p := range names {
-		name := path.Base(p)
-		m := migrationName.FindStringSubmatch(name)
-		if m == nil {
-			return nil, fmt.Errorf("migration file %q is not named NNNN_name.sql", name)
-		}
-		v, _ := strconv.Atoi(m[1])
-		body, err := fs.ReadFile(fsys, p)
-		if err != nil {
-			return nil, err
-		}
-		ms = append(ms, migration{version: v, name: name, sql: string(body)})
-	}
-	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
-	for i, m := range ms {
-		if m.version != i+1 {
-			return nil, fmt.Errorf("migration %q has version %d, want %d (versions must run 1, 2, 3... without gaps)", m.name, m.version, i+1)
-		}
-	}
-	return ms, nil
-}
-
-// SchemaTooNewError is returned by Open when the database was migrated by a
-// newer latchkey. Nothing is changed in that case, so the newer binary can
-// keep using the file.
-type SchemaTooNewError struct {
-	Database int // newest version applied to the database
-	Binary   int // newest version this binary knows, SchemaVersion
-}
-
-func (e *SchemaTooNewError) Error() string {
-	return fmt.Sprintf("database schema version %d is newer than this binary supports (%d); upgrade latchkey or point it at another database", e.Database, e.Binary)
-}
+// SchemaTooNewError is returned by Open when the database was migrated by
+// a newer latchkey; nothing is changed then.
+type SchemaTooNewError = schema.SchemaTooNewError
 
 // migrate brings db up to SchemaVersion. It always takes the write lock at
 // least once, even when nothing is pending, so that a database latchkey
@@ -107,7 +51,7 @@ func (e *SchemaTooNewError) Error() string {
 func migrate(ctx context.Context, db *sql.DB, ms []migration) (applied []int, err error) {
 	latest := 0
 	if len(ms) > 0 {
-		latest = ms[len(ms)-1].version
+		latest = ms[len(ms)-1].Version
 	}
 	if _, err := withWriteTx(ctx, db, func(tx *sql.Tx) (bool, error) {
 		_, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -130,22 +74,22 @@ func migrate(ctx context.Context, db *sql.DB, ms []migration) (applied []int, er
 				return false, err
 			}
 			var n int
-			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE version = ?`, m.version).Scan(&n); err != nil {
-				return false, fmt.Errorf("checking migration %s: %w", m.name, err)
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE version = ?`, m.Version).Scan(&n); err != nil {
+				return false, fmt.Errorf("checking migration %s: %w", m.Name, err)
 			}
 			if n > 0 {
 				return false, nil
 			}
-			if newest > m.version {
+			if newest > m.Version {
 				// A later version is recorded but this one is not: the
 				// database was not made by this sequence of migrations.
-				return false, fmt.Errorf("migration %s is missing from a database at schema version %d", m.name, newest)
+				return false, fmt.Errorf("migration %s is missing from a database at schema version %d", m.Name, newest)
 			}
-			if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-				return false, fmt.Errorf("applying migration %s: %w", m.name, err)
+			if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+				return false, fmt.Errorf("applying migration %s: %w", m.Name, err)
 			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`, m.version, time.Now().UnixNano()); err != nil {
-				return false, fmt.Errorf("recording migration %s: %w", m.name, err)
+			if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`, m.Version, time.Now().UnixNano()); err != nil {
+				return false, fmt.Errorf("recording migration %s: %w", m.Name, err)
 			}
 			return true, nil
 		})
@@ -153,7 +97,7 @@ func migrate(ctx context.Context, db *sql.DB, ms []migration) (applied []int, er
 			return applied, err
 		}
 		if ran {
-			applied = append(applied, m.version)
+			applied = append(applied, m.Version)
 		}
 	}
 	return applied, nil

@@ -69,8 +69,8 @@ func TestMigrationsEmbedded(t *testing.T) {
 		t.Fatalf("%d migrations embedded, SchemaVersion is %d", len(migrations), SchemaVersion)
 	}
 	for i, m := range migrations {
-		if m.version != i+1 || strings.TrimSpace(m.sql) == "" {
-			t.Errorf("migration %d: version %d, %d bytes", i, m.version, len(m.sql))
+		if m.Version != i+1 || strings.TrimSpace(m.SQL) == "" {
+			t.Errorf("migration %d: version %d, %d bytes", i, m.Version, len(m.SQL))
 		}
 	}
 }
