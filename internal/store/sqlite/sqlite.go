@@ -36,6 +36,7 @@ type Store struct {
 	sessionByHash *sql.Stmt // on r
 	userByID      *sql.Stmt // on r: every signed link looks its user up
 	linkByJTI     *sql.Stmt // on r: and its row
+	ticketByUUID  *sql.Stmt // on r: every ticket is read before its claim
 	touchSession  *sql.Stmt // on w
 	insertAudit   *sql.Stmt // on w
 	group         *committer
@@ -117,6 +118,9 @@ func open(ctx context.Context, path string) (_ *Store, err error) {
 	}
 	if s.linkByJTI, err = s.r.PrepareContext(ctx, `SELECT `+linkColumns+` FROM links WHERE jti = ?`); err != nil {
 		return nil, fmt.Errorf("preparing link lookup: %w", err)
+	}
+	if s.ticketByUUID, err = s.r.PrepareContext(ctx, `SELECT `+ticketColumns+` FROM tickets WHERE uuid = ?`); err != nil {
+		return nil, fmt.Errorf("preparing ticket lookup: %w", err)
 	}
 	if s.sessionByHash, err = s.r.PrepareContext(ctx, sessionByHashSQL); err != nil {
 		return nil, fmt.Errorf("preparing session lookup: %w", err)
@@ -207,7 +211,7 @@ func (s *Store) Close() error {
 			s.group.close()
 		}
 		var errs []error
-		for _, st := range []*sql.Stmt{s.sessionByHash, s.userByID, s.linkByJTI, s.touchSession, s.insertAudit} {
+		for _, st := range []*sql.Stmt{s.sessionByHash, s.userByID, s.linkByJTI, s.ticketByUUID, s.touchSession, s.insertAudit} {
 			if st != nil {
 				errs = append(errs, st.Close())
 			}

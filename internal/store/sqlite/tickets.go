@@ -100,7 +100,7 @@ func (s *Store) CreateTicket(ctx context.Context, t *store.Ticket) error {
 // Ticket returns store.ErrNotFound for a uuid with no ticket.
 func (s *Store) Ticket(ctx context.Context, uuid string) (*store.Ticket, error) {
 	var t store.Ticket
-	err := scanTicket(s.r.QueryRowContext(ctx, `SELECT `+ticketColumns+` FROM tickets WHERE uuid = ?`, uuid), &t)
+	err := scanTicket(s.ticketByUUID.QueryRowContext(ctx, uuid), &t)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("ticket %q: %w", uuid, store.ErrNotFound)
 	}
