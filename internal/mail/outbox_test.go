@@ -127,6 +127,17 @@ func (a *attempts) record(_ context.Context, m *store.Mail, err error) {
 	a.list = append(a.list, fmt.Sprintf("%d %s %v", m.ID, m.State, err))
 }
 
+// waitFor returns the attempts once there are n (or after five seconds):
+// the worker calls back after the store has recorded an attempt, so a test
+// that saw the store's state may be ahead of the callback.
+func (a *attempts) waitFor(n int) []string {
+	seen := a.get()
+	for deadline := time.Now().Add(5 * time.Second); len(seen) < n && time.Now().Before(deadline); seen = a.get() {
+		time.Sleep(time.Millisecond)
+	}
+	return seen
+}
+
 func (a *attempts) get() []string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -237,11 +248,7 @@ func TestWorkerRetriesUntilRelayComesBack(t *testing.T) {
 	if p.subject != subject || !strings.Contains(p.text, leonard.Code) || !strings.Contains(p.html, leonard.Code) {
 		t.Errorf("delivered mail: subject %q, text %q", p.subject, p.text)
 	}
-	// The callback runs after the store records the send: wait for it.
-	seen := r.seen.get()
-	for deadline := time.Now().Add(5 * time.Second); len(seen) < 2 && time.Now().Before(deadline); seen = r.seen.get() {
-		time.Sleep(time.Millisecond)
-	}
+	seen := r.seen.waitFor(2)
 	if len(seen) != 2 || !strings.HasPrefix(seen[0], fmt.Sprintf("%d queued ", m.ID)) || seen[1] != fmt.Sprintf("%d sent <nil>", m.ID) {
 		t.Errorf("Attempted saw %q", seen)
 	}
@@ -298,7 +305,7 @@ func TestWorkerGivesUpAfterMaxAttempts(t *testing.T) {
 	if !strings.HasPrefix(got.LastError, "gave up after 4 attempts: ") || !strings.Contains(got.LastError, addr) || got.Text != "" {
 		t.Errorf("given up: %+v", got)
 	}
-	if seen := r.seen.get(); len(seen) != 4 || !strings.HasPrefix(seen[3], fmt.Sprintf("%d failed gave up", m.ID)) {
+	if seen := r.seen.waitFor(4); len(seen) != 4 || !strings.HasPrefix(seen[3], fmt.Sprintf("%d failed gave up", m.ID)) {
 		t.Errorf("Attempted saw %q", seen)
 	}
 }
