@@ -1,9 +1,7 @@
 package postgres
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -33,21 +31,6 @@ func scanTicket(row scanner, t *store.Ticket) error {
 	return nil
 }
 
-// knownTicketState reports whether state is one of store's Ticket* states.
-func knownTicketState(state string) bool {
-	switch state {
-	case store.TicketValid, store.TicketInUse, store.TicketUsed, store.TicketRevoked, store.TicketExpired:
-		return true
-	}
-	return false
-}
-
-// isJSONObject reports whether b is one valid JSON object.
-func isJSONObject(b []byte) bool {
-	b = bytes.TrimLeft(b, " \t\r\n")
-	return len(b) > 0 && b[0] == '{' && json.Valid(b)
-}
-
 // CreateTicket stores t as given, so that a ticket can be created in any
 // state, with these defaults, written back into t: State valid, Data "{}"
 // and CreatedAt now. UUID, PasswordHash and PasswordKind are required, Data
@@ -57,26 +40,11 @@ func (s *Store) CreateTicket(ctx context.Context, t *store.Ticket) error {
 	fail := func(err error) error {
 		return fmt.Errorf("creating ticket %q for %s/%s: %w", t.UUID, t.Place, t.Purpose, err)
 	}
-	data := t.Data
-	if len(data) == 0 {
-		data = []byte("{}")
+	data, state, err := store.NewTicketFields(t)
+	if err != nil {
+		return fail(err)
 	}
-	state := t.State
-	if state == "" {
-		state = store.TicketValid
-	}
-	switch {
-	case t.UUID == "":
-		return fail(errors.New("empty uuid"))
-	case len(t.PasswordHash) == 0:
-		return fail(errors.New("no password hash"))
-	case t.PasswordKind == "":
-		return fail(errors.New("no password kind"))
-	case !isJSONObject(data):
-		return fail(errors.New("data is not a JSON object"))
-	case !knownTicketState(state):
-		return fail(fmt.Errorf("unknown state %q", state))
-	case !storable(t.UUID) || !storable(t.Place) || !storable(t.Purpose) || !storable(t.PasswordKind) || !storable(string(data)):
+	if !storable(t.UUID) || !storable(t.Place) || !storable(t.Purpose) || !storable(t.PasswordKind) || !storable(string(data)) {
 		// json.Valid accepts invalid UTF-8 inside strings; PostgreSQL does not.
 		return fail(errors.New("uuid, place, purpose, password kind or data is not valid UTF-8"))
 	}
@@ -84,7 +52,7 @@ func (s *Store) CreateTicket(ctx context.Context, t *store.Ticket) error {
 	if created.IsZero() {
 		created = time.Now()
 	}
-	_, err := s.pool.Exec(ctx, `INSERT INTO tickets
+	_, err = s.pool.Exec(ctx, `INSERT INTO tickets
 		(uuid, place, purpose, password_hash, password_kind, created_at, expires_at,
 		 user_id, data, state, lease_until, used_at, use_ip, use_user_agent, use_status, revoked_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,

@@ -1,10 +1,8 @@
 package sqlite
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -28,21 +26,6 @@ func scanTicket(row interface{ Scan(...any) error }, t *store.Ticket) error {
 	return nil
 }
 
-// knownTicketState reports whether state is one of store's Ticket* states.
-func knownTicketState(state string) bool {
-	switch state {
-	case store.TicketValid, store.TicketInUse, store.TicketUsed, store.TicketRevoked, store.TicketExpired:
-		return true
-	}
-	return false
-}
-
-// isJSONObject reports whether b is one valid JSON object.
-func isJSONObject(b []byte) bool {
-	b = bytes.TrimLeft(b, " \t\r\n")
-	return len(b) > 0 && b[0] == '{' && json.Valid(b)
-}
-
 // CreateTicket stores t as given, so that a ticket can be created in any
 // state, with these defaults, written back into t: State valid, Data "{}"
 // and CreatedAt now. UUID, PasswordHash and PasswordKind are required, Data
@@ -52,25 +35,9 @@ func (s *Store) CreateTicket(ctx context.Context, t *store.Ticket) error {
 	fail := func(err error) error {
 		return fmt.Errorf("creating ticket %q for %s/%s: %w", t.UUID, t.Place, t.Purpose, err)
 	}
-	data := t.Data
-	if len(data) == 0 {
-		data = []byte("{}")
-	}
-	state := t.State
-	if state == "" {
-		state = store.TicketValid
-	}
-	switch {
-	case t.UUID == "":
-		return fail(errors.New("empty uuid"))
-	case len(t.PasswordHash) == 0:
-		return fail(errors.New("no password hash"))
-	case t.PasswordKind == "":
-		return fail(errors.New("no password kind"))
-	case !isJSONObject(data):
-		return fail(errors.New("data is not a JSON object"))
-	case !knownTicketState(state):
-		return fail(fmt.Errorf("unknown state %q", state))
+	data, state, err := store.NewTicketFields(t)
+	if err != nil {
+		return fail(err)
 	}
 	created := t.CreatedAt
 	if created.IsZero() {
@@ -78,7 +45,7 @@ func (s *Store) CreateTicket(ctx context.Context, t *store.Ticket) error {
 	}
 	// data is bound as a string so that it is stored as TEXT, which the
 	// JSON functions of SQLite (and a human with the sqlite3 shell) expect.
-	_, err := s.w.ExecContext(ctx, `INSERT INTO tickets
+	_, err = s.w.ExecContext(ctx, `INSERT INTO tickets
 		(uuid, place, purpose, password_hash, password_kind, created_at, expires_at,
 		 user_id, data, state, lease_until, used_at, use_ip, use_user_agent, use_status, revoked_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
