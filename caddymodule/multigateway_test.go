@@ -664,3 +664,94 @@ func TestPostgresDownInFlightTicketUsedOnce(t *testing.T) {
 		t.Errorf("the ticket whose upstream answered 200 during the outage was used a second time: %d, upstream got %d requests", r.StatusCode, up.hits.Load())
 	}
 }
+
+// TestTwoGatewaysLinkRevocation: an unlimited request-mode link, which both
+// gateways serve from memory (its verified token, its row and its user's),
+// is refused by both within a second of being revoked through the CLI; so
+// is another after `links revoke --user`. Every use either served is
+// counted on the link's row.
+func TestTwoGatewaysLinkRevocation(t *testing.T) {
+	a, b, up, dsn := twoGateways(t)
+	a.cli("users", "add", "--email", "ines@example.com", "--site", mgHost)
+	mint := func() (mintedLink, string) {
+		var l mintedLink
+		out := a.cli("links", "create", "--user", "ines@example.com", "--url", "http://"+mgHost+"/newsletter",
+			"--mode", "request", "--max-uses", "0", "--json")
+		if err := json.Unmarshal([]byte(out), &l); err != nil || l.URL == "" {
+			t.Fatalf("links create: %q %v", out, err)
+		}
+		u, err := url.Parse(l.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l, u.RequestURI()
+	}
+	served := 0
+	use := func(g *gwProc, uri string) int {
+		resp := g.must(http.MethodGet, uri, "", nil)
+		if resp.StatusCode == http.StatusOK {
+			served++
+		}
+		return resp.StatusCode
+	}
+	waitGone := func(g *gwProc, uri string) time.Duration {
+		t.Helper()
+		start := time.Now()
+		for {
+			switch st := use(g, uri); st {
+			case http.StatusGone:
+				return time.Since(start)
+			case http.StatusOK:
+			default:
+				t.Fatalf("%s answered %d to a link being revoked", g.name, st)
+			}
+			if time.Since(start) > 2*time.Second {
+				t.Fatalf("%s still accepts a link revoked %v ago", g.name, time.Since(start))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+
+	l1, uri1 := mint()
+	l2, uri2 := mint()
+	for range 3 {
+		for _, g := range []*gwProc{a, b} {
+			for _, uri := range []string{uri1, uri2} {
+				if st := use(g, uri); st != http.StatusOK {
+					t.Fatalf("unlimited link on %s: %d, want 200", g.name, st)
+				}
+			}
+		}
+	}
+	a.cli("links", "revoke", l1.JTI)
+	for _, g := range []*gwProc{a, b} {
+		t.Logf("%s refused the link revoked by the CLI after %v", g.name, waitGone(g, uri1))
+	}
+	if st := use(b, uri2); st != http.StatusOK {
+		t.Fatalf("the other link after revoking one: %d, want 200", st)
+	}
+	a.cli("links", "revoke", "--user", "ines@example.com")
+	for _, g := range []*gwProc{a, b} {
+		t.Logf("%s refused the user's other link after %v", g.name, waitGone(g, uri2))
+	}
+	if int(up.hits.Load()) != served {
+		t.Errorf("upstream saw %d requests, the gateways answered 200 to %d", up.hits.Load(), served)
+	}
+	// The uses are counted by the audit writers' batches (10ms here).
+	pg := openPG(t, dsn)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r1, err1 := pg.Link(t.Context(), l1.JTI)
+		r2, err2 := pg.Link(t.Context(), l2.JTI)
+		if err1 != nil || err2 != nil {
+			t.Fatal(err1, err2)
+		}
+		if r1.Uses+r2.Uses == served {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("links count %d+%d uses, the gateways served %d", r1.Uses, r2.Uses, served)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -37,10 +37,17 @@ type Options struct {
 	// negative means drop at once. A refusal does not wait: it is counted
 	// in the overflow (see OverflowSize) unless that is full too.
 	EnqueueTimeout time.Duration
+	// UseTimeout is how long the use of an unlimited link waits for room
+	// when both the queue and the overflow are full, before it is dropped
+	// and logged: long, as it is a credential's use, but bounded so that a
+	// writer stuck on a dead store cannot hold requests for ever. Default
+	// 10s.
+	UseTimeout time.Duration
 	// AggregateWindow: refusals with the same client IP, reason, kind and
 	// host within this long of the first are one record whose Count is how
-	// many there were, written when the window ends. Default 1s; negative
-	// writes every refusal on its own.
+	// many there were, written when the window ends; so are the uses of an
+	// unlimited link with the same client and upstream status. Default 1s;
+	// negative writes every one on its own.
 	AggregateWindow time.Duration
 	// MaxAggregates bounds the refusals held open for aggregation at once;
 	// a refusal that would open one more is written on its own. Default
@@ -67,6 +74,7 @@ const (
 	DefaultBatchSize       = 512
 	DefaultFlushInterval   = 20 * time.Millisecond
 	DefaultEnqueueTimeout  = 5 * time.Millisecond
+	DefaultUseTimeout      = 10 * time.Second
 	DefaultAggregateWindow = time.Second
 	DefaultMaxAggregates   = 4096
 	DefaultOverflowSize    = 4096
@@ -84,6 +92,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.EnqueueTimeout == 0 {
 		o.EnqueueTimeout = DefaultEnqueueTimeout
+	}
+	if o.UseTimeout == 0 {
+		o.UseTimeout = DefaultUseTimeout
 	}
 	if o.AggregateWindow == 0 {
 		o.AggregateWindow = DefaultAggregateWindow
@@ -119,13 +130,16 @@ const logEvery = time.Second
 //
 // It keeps the trail small without losing count: a flood of identical
 // refusals (same client IP, reason, kind and host within AggregateWindow)
-// is one record with a Count, and a session's accepted requests are
-// recorded as its activity (RecordActivity). When the queue is full a
-// refusal is counted in memory (the overflow) and written, aggregated, once
-// the writer catches up; any other event waits at most EnqueueTimeout and
-// is then dropped and counted, because an audit trail that can stall the
-// gateway is an outage waiting to happen. The record of a consumed
-// credential or a login never comes here: the store writes it with the use.
+// is one record with a Count, so are the uses of one unlimited link by one
+// client with one upstream status, and a session's accepted requests are
+// recorded as its activity (RecordActivity). When the queue is full those
+// are counted in memory (the overflow) and written, aggregated, once the
+// writer catches up; a link use that finds the overflow full too waits
+// for room (at most UseTimeout), because it is a use of a credential. Any
+// other event waits at most EnqueueTimeout and is then dropped and
+// counted, because an audit trail that can stall the gateway is an outage
+// waiting to happen. The record of a consumed limited credential or a
+// login never comes here: the store writes it with the use.
 type Writer struct {
 	sink Sink
 	opts Options
@@ -182,15 +196,23 @@ type Writer struct {
 	unloggedErr  error
 }
 
-// aggKey is what makes refusals identical for aggregation. The path and
-// the user agent are not in it: an attacker varies those for free, and a
-// flood must not cost a row a request because of it.
+// aggKey is what makes records identical for aggregation. For refusals,
+// the path, the user agent and the credential are not in it: an attacker
+// varies those for free, and a flood must not cost a row a request because
+// of it. Uses of an unlimited link are one record per link, client
+// (address and user agent) and upstream status.
 type aggKey struct {
 	ip, reason, kind, host string
+	link, ua               string
+	status                 int
 }
 
 func keyOf(e *store.AuditEvent) aggKey {
-	return aggKey{ip: e.ClientIP, reason: e.Reason, kind: e.Kind, host: e.Host}
+	k := aggKey{ip: e.ClientIP, reason: e.Reason, kind: e.Kind, host: e.Host}
+	if e.CountsLinkUse {
+		k.link, k.ua, k.status = e.CredentialID, e.UserAgent, e.Status
+	}
+	return k
 }
 
 // aggregate is one open record: the first refusal of its window, counting
@@ -202,11 +224,12 @@ type aggregate struct {
 	done bool
 }
 
-// aggregatable: only a new record of a refusal is folded into another.
-// Accepted requests and status updates never are (and the records of
-// consumed credentials do not come through the writer at all).
+// aggregatable: only a new record of a refusal or of an unlimited link's
+// use is folded into another. Other accepted requests and status updates
+// never are (and the records of consumed limited credentials do not come
+// through the writer at all).
 func aggregatable(e *store.AuditEvent) bool {
-	return e.Outcome == store.OutcomeRefused && !e.StatusUpdate && e.ID == 0
+	return (e.Outcome == store.OutcomeRefused || e.CountsLinkUse && e.CredentialID != "") && !e.StatusUpdate && e.ID == 0
 }
 
 // overflowPullEvery bounds how long refusals stay in the overflow while the
@@ -293,6 +316,10 @@ func (w *Writer) enqueue(e store.AuditEvent) bool {
 	w.mu.RUnlock()
 	if reason != "" {
 		w.drop(reason)
+		if e.CountsLinkUse {
+			w.log.Error("use of an unlimited link not recorded: the audit writer made no room",
+				zap.String("reason", reason), zap.String("jti", e.CredentialID), zap.String("client_ip", e.ClientIP))
+		}
 		return false
 	}
 	return true
@@ -312,8 +339,12 @@ func (w *Writer) send(e store.AuditEvent) string {
 	if aggregatable(&e) && w.spill(&e) {
 		return ""
 	}
-	if w.opts.EnqueueTimeout > 0 {
-		t := time.NewTimer(w.opts.EnqueueTimeout)
+	wait := w.opts.EnqueueTimeout
+	if e.CountsLinkUse {
+		wait = w.opts.UseTimeout
+	}
+	if wait > 0 {
+		t := time.NewTimer(wait)
 		defer t.Stop()
 		select {
 		case w.queue <- e:
@@ -324,9 +355,9 @@ func (w *Writer) send(e store.AuditEvent) string {
 	return "queue full"
 }
 
-// spill counts a refusal that found the queue full in the overflow, folded
-// into an identical one there. It reports false when the overflow is full
-// of other refusals.
+// spill counts a refusal or link use that found the queue full in the
+// overflow, folded into an identical one there. It reports false when the
+// overflow is full of other records.
 func (w *Writer) spill(e *store.AuditEvent) bool {
 	k := keyOf(e)
 	n := max(e.Count, 1)

@@ -2,6 +2,7 @@ package gate
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -124,7 +125,7 @@ func (c *linkCredential) Use(rq *Request) Outcome {
 	if th, _, _ := strings.Cut(claims.Target, "/"); !g.site.Owns(th) {
 		return linkRefusal(ReasonWrongSite)
 	}
-	u, err := g.d.Store.User(r.Context(), uid)
+	u, err := g.linkUser(r.Context(), uid)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return linkRefusal(ReasonUnknownUser)
@@ -185,7 +186,7 @@ func (c *linkCredential) Use(rq *Request) Outcome {
 	// counted with its audit record by the batching writer, like a session
 	// request. Links with limited uses are decided in one transaction.
 	if claims.Mode == link.ModeRequest && claims.MaxUses == 0 {
-		l, err := g.d.Store.Link(r.Context(), claims.ID)
+		l, err := g.linkRow(r.Context(), claims.ID)
 		switch {
 		case err == nil && l.MaxUses == 0 && l.RevokedAt.IsZero() && l.Site == g.site.Name:
 			ev.Outcome, ev.Reason, ev.CountsLinkUse = store.OutcomeAccepted, link.ModeRequest, true
@@ -248,6 +249,23 @@ func (c *linkCredential) Use(rq *Request) Outcome {
 	}
 
 	return g.requestMode(rq, claims, fl, oneClick, confirmed, uid)
+}
+
+// linkUser and linkRow read what a link is decided on from the session
+// cache, which follows the store's changes (deactivations, revocations) as
+// it does for sessions; without sessions, from the store.
+func (g *Gate) linkUser(ctx context.Context, id int64) (*store.User, error) {
+	if g.d.Sessions != nil {
+		return g.d.Sessions.User(ctx, id)
+	}
+	return g.d.Store.User(ctx, id)
+}
+
+func (g *Gate) linkRow(ctx context.Context, jti string) (*store.Link, error) {
+	if g.d.Sessions != nil {
+		return g.d.Sessions.Link(ctx, jti)
+	}
+	return g.d.Store.Link(ctx, jti)
 }
 
 // requestMode lets this request only through, without the token, as the

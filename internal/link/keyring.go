@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -148,6 +149,7 @@ type KeyRing struct {
 	byID  map[string]*ringKey
 	jwks  []byte
 	first *ringKey
+	seen  verifiedTokens
 }
 
 // NewKeyRing checks keys and makes a ring of them: at least one, kids
@@ -291,7 +293,15 @@ func refuse(reason, msg string, err error) (*Claims, string, error) {
 // claims must be complete (jti, a user id as sub, tgt, a known mode) or the
 // token is a bad signature: no key of ours signs such a thing. Verify does
 // not check the target (Bind does) nor uses and revocation (the store does).
+//
+// The claims returned may be shared with other calls: do not modify them.
+// A token that verified is remembered (see verifiedTokens), so the same
+// link used again costs a map look-up and the time checks, not a signature
+// and a JSON decoding.
 func (kr *KeyRing) Verify(token string, now time.Time) (*Claims, string, error) {
+	if c := kr.seen.get(token); c != nil {
+		return checkTimes(c, now)
+	}
 	if len(token) > MaxTokenSize {
 		return refuse(ReasonBadSignature, fmt.Sprintf("token is over %d bytes", MaxTokenSize), jwt.ErrTokenMalformed)
 	}
@@ -333,7 +343,67 @@ func (kr *KeyRing) Verify(token string, now time.Time) (*Claims, string, error) 
 	if err := c.check(); err != nil {
 		return refuse(ReasonBadSignature, "claims are incomplete: "+err.Error(), jwt.ErrTokenInvalidClaims)
 	}
+	kr.seen.put(token, c)
 	return c, "", nil
+}
+
+// checkTimes is what the parser's validation does with the clock, for a
+// token whose signature and claims were checked before: exp exclusive, nbf
+// inclusive, no leeway, expiry reported first.
+func checkTimes(c *Claims, now time.Time) (*Claims, string, error) {
+	if !now.Before(c.ExpiresAt.Time) {
+		return refuse(ReasonExpired, "link has expired", jwt.ErrTokenExpired)
+	}
+	if c.NotBefore != nil && now.Before(c.NotBefore.Time) {
+		return refuse(ReasonNotYetValid, "link is not valid yet", jwt.ErrTokenNotValidYet)
+	}
+	return c, "", nil
+}
+
+// verifiedTokens remembers tokens that verified, with their claims, so that
+// a link used many times (an unsubscribe link, a dashboard link) is
+// verified once. Its key is the whole token: the same bytes can only
+// verify the same way again, but for the clock, which checkTimes applies
+// on every use. It is bounded in entries and in token length, and a new
+// ring (a config reload, a key rotation) starts empty. Only tokens that
+// verified are kept, so a forger cannot fill it.
+type verifiedTokens struct {
+	mu sync.RWMutex
+	m  map[string]*Claims
+}
+
+const (
+	maxVerifiedTokens  = 4096
+	maxRememberedToken = 2048 // bytes
+)
+
+func (v *verifiedTokens) get(token string) *Claims {
+	v.mu.RLock()
+	c := v.m[token]
+	v.mu.RUnlock()
+	return c
+}
+
+func (v *verifiedTokens) put(token string, c *Claims) {
+	if len(token) > maxRememberedToken {
+		return
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.m == nil {
+		v.m = make(map[string]*Claims)
+	}
+	if len(v.m) >= maxVerifiedTokens {
+		// Map order is random: a random eighth goes.
+		n := 0
+		for k := range v.m {
+			delete(v.m, k)
+			if n++; n >= maxVerifiedTokens/8 {
+				break
+			}
+		}
+	}
+	v.m[token] = c
 }
 
 // keyOf finds the key named by the token's header, without trusting

@@ -831,3 +831,67 @@ func TestNewJTINeverLooksLikeAFlag(t *testing.T) {
 		seen[j] = true
 	}
 }
+
+// TestVerifyRemembersSignatureNotTime: a token verified once is verified
+// again from memory, but the clock still applies to it on every call: the
+// same bytes expire at exp and are not valid before nbf. A ring of other
+// keys (a reload, a rotation) remembers nothing of another ring's tokens.
+func TestVerifyRemembersSignatureNotTime(t *testing.T) {
+	kr := hsRing(t)
+	c := baseClaims()
+	c.NotBefore = jwt.NewNumericDate(t0.Add(-30 * time.Second))
+	tok := mustSign(t, kr, c)
+	for i := range 2 {
+		if got, reason, err := kr.Verify(tok, t0); err != nil || got.ID != c.ID {
+			t.Fatalf("call %d: %q %v", i, reason, err)
+		}
+	}
+	if kr.seen.get(tok) == nil {
+		t.Fatal("a verified token was not remembered")
+	}
+	cases := []struct {
+		now  time.Time
+		want string
+	}{
+		{t0.Add(time.Hour - time.Second), ""},
+		{t0.Add(time.Hour), ReasonExpired},
+		{t0.Add(-30 * time.Second), ""},
+		{t0.Add(-31 * time.Second), ReasonNotYetValid},
+	}
+	for _, tc := range cases {
+		_, reason, err := kr.Verify(tok, tc.now)
+		if reason != tc.want || (err == nil) != (tc.want == "") {
+			t.Errorf("at %v: %q %v, want %q", tc.now.Sub(t0), reason, err, tc.want)
+		}
+		if tc.want == ReasonExpired && !errors.Is(err, jwt.ErrTokenExpired) {
+			t.Errorf("expired: %v does not wrap jwt.ErrTokenExpired", err)
+		}
+	}
+	// Another ring's key: a bad signature, whatever this ring remembers.
+	other := mustRing(t, HS256Key(bytes.Repeat([]byte{1}, 32), "default"))
+	if _, reason, _ := other.Verify(tok, t0); reason != ReasonBadSignature {
+		t.Errorf("another ring: %q, want bad signature", reason)
+	}
+	// A refused token is not remembered.
+	if _, reason, _ := kr.Verify(tok+"x", t0); reason != ReasonBadSignature || kr.seen.get(tok+"x") != nil {
+		t.Errorf("tampered token: %q, remembered %v", reason, kr.seen.get(tok+"x") != nil)
+	}
+}
+
+// TestVerifiedTokensBounded: the memory of verified tokens stays within its
+// bound however many different tokens verify, and forgets oversized ones.
+func TestVerifiedTokensBounded(t *testing.T) {
+	var v verifiedTokens
+	c := baseClaims()
+	for i := range 3 * maxVerifiedTokens {
+		v.put(strings.Repeat("t", 10)+string(rune('a'+i%26))+strings.Repeat("x", i%97)+time.Duration(i).String(), c)
+	}
+	if n := len(v.m); n > maxVerifiedTokens {
+		t.Errorf("%d tokens remembered, bound %d", n, maxVerifiedTokens)
+	}
+	big := strings.Repeat("b", maxRememberedToken+1)
+	v.put(big, c)
+	if v.get(big) != nil {
+		t.Error("an oversized token was remembered")
+	}
+}

@@ -162,6 +162,7 @@ func (o *Ops) RevokeLinks(ctx context.Context, jti, user string) (string, error)
 		if err := o.Store.RevokeLink(ctx, jti, o.now()); err != nil {
 			return "", fmt.Errorf("revoking link %q: %w", jti, err)
 		}
+		o.Cache.ForgetLink(jti)
 		// Its sessions were revoked with it; drop them from this process's cache.
 		if l, err := o.Store.Link(ctx, jti); err == nil && l.UserID != 0 {
 			o.Cache.ForgetUser(l.UserID)

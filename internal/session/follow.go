@@ -61,7 +61,10 @@ func (c *Cache) Follow(ctx context.Context, src store.Changes, cfg FollowConfig)
 		}
 	}
 	c.mu.Lock()
+	c.gen.Add(1)
 	clear(c.entries)
+	clear(c.users)
+	clear(c.links)
 	c.mu.Unlock()
 	c.lastSync.Store(cfg.Now().UnixNano())
 	c.following.Store(true)
@@ -121,11 +124,13 @@ func (c *Cache) apply(ctx context.Context, src store.Changes, seq int64) (int64,
 		if err != nil {
 			return seq, err
 		}
-		sessions, users := map[string]bool{}, map[int64]bool{}
+		sessions, users, links := map[string]bool{}, map[int64]bool{}, map[string]bool{}
 		for _, ch := range changes {
 			switch ch.Kind {
 			case store.ChangeSession:
 				sessions[ch.Subject] = true
+			case store.ChangeLink:
+				links[ch.Subject] = true
 			case store.ChangeUser:
 				if id, err := strconv.ParseInt(ch.Subject, 10, 64); err == nil {
 					users[id] = true
@@ -133,7 +138,7 @@ func (c *Cache) apply(ctx context.Context, src store.Changes, seq int64) (int64,
 			}
 			seq = ch.Seq
 		}
-		c.forgetMany(sessions, users)
+		c.forgetMany(sessions, users, links)
 		if len(changes) < 1000 {
 			return seq, nil
 		}

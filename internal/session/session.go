@@ -174,6 +174,7 @@ func (m *Manager) Check(ctx context.Context, token string) (su *store.SessionUse
 	var buf [sha256.Size]byte
 	h := m.hash(token, &buf)
 	now := m.now()
+	gen := m.cache.generation()
 	if su = m.cache.get(h, now); su == nil {
 		su, err = m.st.SessionByTokenHash(ctx, h)
 		if errors.Is(err, store.ErrNotFound) {
@@ -182,7 +183,7 @@ func (m *Manager) Check(ctx context.Context, token string) (su *store.SessionUse
 		if err != nil {
 			return nil, "", fmt.Errorf("looking up session: %w", err)
 		}
-		m.cache.put(h, su, now)
+		m.cache.put(h, su, now, gen)
 	}
 	switch {
 	// First: another site learns nothing of the session, not even its state.
@@ -206,9 +207,21 @@ func (m *Manager) Check(ctx context.Context, token string) (su *store.SessionUse
 		touched := *su
 		touched.LastSeenAt = now
 		su = &touched
-		m.cache.put(h, su, now)
+		m.cache.put(h, su, now, gen)
 	}
 	return su, "", nil
+}
+
+// User is the store's user id, from the cache while it may answer (see
+// Cache.User). The user returned may be shared: do not modify it.
+func (m *Manager) User(ctx context.Context, id int64) (*store.User, error) {
+	return m.cache.User(ctx, m.st, id, m.now())
+}
+
+// Link is the store's link jti, from the cache while it may answer (see
+// Cache.Link). The link returned may be shared: do not modify it.
+func (m *Manager) Link(ctx context.Context, jti string) (*store.Link, error) {
+	return m.cache.Link(ctx, m.st, jti, m.now())
 }
 
 // End revokes a session; ending one that is already over is not an error.

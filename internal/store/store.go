@@ -359,12 +359,13 @@ type Throttles interface {
 }
 
 // Change is a revocation or deactivation that every gateway on the store
-// must see: the store records one whenever a session is revoked or deleted
-// and whenever a user is deactivated, reactivated or deleted.
+// must see: the store records one whenever a session is revoked or deleted,
+// whenever a user is deactivated, reactivated or deleted or has their links
+// revoked, and whenever a link is revoked or deleted.
 type Change struct {
 	Seq     int64
-	Kind    string // ChangeSession or ChangeUser
-	Subject string // the session's id, or the user's id in decimal
+	Kind    string // ChangeSession, ChangeUser or ChangeLink
+	Subject string // the session's id, the user's id in decimal, or the link's jti
 	At      time.Time
 }
 
@@ -372,6 +373,7 @@ type Change struct {
 const (
 	ChangeSession = "session"
 	ChangeUser    = "user"
+	ChangeLink    = "link"
 )
 
 // Changes is the fan-out of revocations, which every gateway follows to

@@ -56,7 +56,7 @@ func (s *Store) WriteAudit(ctx context.Context, events []store.AuditEvent) error
 	var sts []int32
 	// Uses of unlimited links, counted per link.
 	type use struct {
-		n           int32
+		n           int64
 		first, last int64
 	}
 	uses := map[string]*use{}
@@ -78,7 +78,7 @@ func (s *Store) WriteAudit(ctx context.Context, events []store.AuditEvent) error
 				u = &use{first: t, last: t}
 				uses[e.CredentialID] = u
 			}
-			u.n++
+			u.n += int64(max(e.Count, 1))
 			u.first, u.last = min(u.first, t), max(u.last, t)
 		}
 	}
@@ -102,7 +102,7 @@ func (s *Store) WriteAudit(ctx context.Context, events []store.AuditEvent) error
 			var ns []int32
 			var firsts, lasts []int64
 			for jti, u := range uses {
-				jtis, ns, firsts, lasts = append(jtis, text(jti)), append(ns, u.n), append(firsts, u.first), append(lasts, u.last)
+				jtis, ns, firsts, lasts = append(jtis, text(jti)), append(ns, int32(min(u.n, math.MaxInt32))), append(firsts, u.first), append(lasts, u.last)
 			}
 			if _, err := tx.Exec(ctx, `UPDATE links l SET uses = l.uses + u.n,
 					first_used_at = coalesce(l.first_used_at, u.first),

@@ -87,7 +87,7 @@ func (s *Store) WriteAudit(ctx context.Context, events []store.AuditEvent) error
 					u = &linkUses{first: t, last: t}
 					uses[e.CredentialID] = u
 				}
-				u.n++
+				u.n += int64(max(e.Count, 1))
 				u.first, u.last = min(u.first, t), max(u.last, t)
 			}
 		}
@@ -109,7 +109,7 @@ func (s *Store) WriteAudit(ctx context.Context, events []store.AuditEvent) error
 
 // linkUses are a batch's uses of one unlimited link.
 type linkUses struct {
-	n           int
+	n           int64
 	first, last int64
 }
 
