@@ -10,8 +10,9 @@ import (
 // memShared is a store's failure counts, shared by the limiters of several
 // gateways in this test.
 type memShared struct {
-	mu   sync.Mutex
-	rows map[string]struct {
+	mu    sync.Mutex
+	reads int
+	rows  map[string]struct {
 		start time.Time
 		n     int
 	}
@@ -20,6 +21,7 @@ type memShared struct {
 func (m *memShared) Failures(_ context.Context, key string, w time.Duration, now time.Time) (int, time.Time, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.reads++
 	r, ok := m.rows[key]
 	if !ok || !now.Before(r.start.Add(w)) {
 		return 0, time.Time{}, nil
@@ -81,5 +83,87 @@ func TestSharedLimitersCountTogether(t *testing.T) {
 	}
 	if _, ok, _ := a.ReserveShared(ctx, "192.0.2.1", now.Add(time.Minute)); !ok {
 		t.Error("still refused after the window")
+	}
+}
+
+// TestSharedCountRemembered: good attempts in a row cost one store read per
+// SharedFresh, not one each; another gateway's failures are seen once the
+// clean count read is older than SharedFresh; a key with failures is read
+// every time, and a count at the limit refuses without reading again.
+func TestSharedCountRemembered(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	st := &memShared{}
+	a := New(3, time.Minute).Share(st, "link.ip")
+	b := New(3, time.Minute).Share(st, "link.ip")
+	good := func(l *Limiter, at time.Time) bool {
+		r, ok, _ := l.ReserveShared(ctx, "192.0.2.7", at)
+		if ok {
+			r.Release()
+		}
+		return ok
+	}
+	for i := range 100 {
+		if !good(a, now.Add(time.Duration(i)*time.Millisecond)) {
+			t.Fatal("a good attempt refused")
+		}
+	}
+	if st.reads != 1 {
+		t.Errorf("100 good attempts in 100ms read the store %d times, want 1", st.reads)
+	}
+	// B fails three times: A, which read the key as clean just now, sees it
+	// once its reading is SharedFresh old.
+	for range 3 {
+		r, ok, _ := b.ReserveShared(ctx, "192.0.2.7", now)
+		if !ok {
+			t.Fatal("B refused before the limit")
+		}
+		r.Fail(ctx, now)
+	}
+	if _, ok, _ := b.ReserveShared(ctx, "192.0.2.7", now.Add(time.Millisecond)); ok {
+		t.Error("B admits a fourth attempt after its own three failures")
+	}
+	if !good(a, now.Add(SharedFresh-time.Millisecond)) {
+		t.Error("A refused on a count it has not read yet")
+	}
+	at := now.Add(SharedFresh + time.Millisecond)
+	if good(a, at) {
+		t.Error("A admits an attempt SharedFresh after B reached the limit")
+	}
+	reads := st.reads
+	for i := range 50 {
+		if good(a, at.Add(time.Duration(i)*time.Second)) {
+			t.Fatal("A admits an attempt while the window at the limit runs")
+		}
+	}
+	if st.reads != reads {
+		t.Errorf("refusals at the limit read the store %d more times, want 0", st.reads-reads)
+	}
+	if !good(a, now.Add(time.Minute+time.Second)) {
+		t.Error("A refuses after the window")
+	}
+}
+
+// TestSharedKeyWithFailuresReadEachTime: once a key has failures, every
+// attempt reads the store, so guesses alternated between gateways faster
+// than SharedFresh are still throttled as one.
+func TestSharedKeyWithFailuresReadEachTime(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	st := &memShared{}
+	a := New(4, time.Minute).Share(st, "invite.ip")
+	b := New(4, time.Minute).Share(st, "invite.ip")
+	for i := range 4 {
+		l := []*Limiter{a, b}[i%2]
+		r, ok, _ := l.ReserveShared(ctx, "192.0.2.9", now.Add(time.Duration(i)*time.Millisecond))
+		if !ok {
+			t.Fatalf("guess %d refused before the limit", i+1)
+		}
+		r.Fail(ctx, now)
+	}
+	for _, l := range []*Limiter{a, b} {
+		if _, ok, _ := l.ReserveShared(ctx, "192.0.2.9", now.Add(5*time.Millisecond)); ok {
+			t.Errorf("a fifth guess admitted within a few milliseconds")
+		}
 	}
 }

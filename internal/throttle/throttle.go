@@ -32,7 +32,26 @@ type Limiter struct {
 type bucket struct {
 	start    time.Time
 	failures int
+	// What the store last said of the key's failures on every gateway, and
+	// when: see ReserveShared.
+	shared shareMemo
 }
+
+type shareMemo struct {
+	n      int
+	end    time.Time
+	readAt time.Time
+}
+
+// SharedFresh is how long the store's word that a key has no failures on
+// any gateway is taken as read, so that a client making good attempts (a
+// link used again and again) does not cost a store read each. A key with
+// failures is read on every attempt, but a count at the limit is kept until
+// its window ends. So the most another gateway's failures can buy is the
+// attempts this one lets through for a key it read as clean less than
+// SharedFresh ago, until the first of them fails: this gateway then learns
+// the whole count from AddFailure.
+const SharedFresh = 250 * time.Millisecond
 
 // New returns a limiter; a limit of 0 or less disables it.
 func New(limit int, window time.Duration) *Limiter {
@@ -172,12 +191,44 @@ func (l *Limiter) ReserveShared(ctx context.Context, key string, now time.Time) 
 	if !ok || l == nil || l.shared == nil || l.limit <= 0 {
 		return r, ok, wait
 	}
-	n, end, err := l.shared.Failures(ctx, l.sharedKey(key), l.window, now)
-	if err == nil && n >= l.limit {
+	n, end, known := l.memo(key, now)
+	if !known {
+		var err error
+		n, end, err = l.shared.Failures(ctx, l.sharedKey(key), l.window, now)
+		if err != nil {
+			return r, true, 0
+		}
+		l.remember(key, n, end, now)
+	}
+	if n >= l.limit && now.Before(end) {
 		r.Release()
 		return Reservation{}, false, end.Sub(now)
 	}
 	return r, true, 0
+}
+
+// memo is the store's count for key if it may be used at now: none, read
+// within SharedFresh, or at the limit with its window still running.
+func (l *Limiter) memo(key string, now time.Time) (int, time.Time, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.keys[key]
+	if b == nil || b.shared.readAt.IsZero() {
+		return 0, time.Time{}, false
+	}
+	m := b.shared
+	if d := now.Sub(m.readAt); m.n == 0 && d >= 0 && d < SharedFresh || m.n >= l.limit && now.Before(m.end) {
+		return m.n, m.end, true
+	}
+	return 0, time.Time{}, false
+}
+
+func (l *Limiter) remember(key string, n int, end, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if b := l.keys[key]; b != nil {
+		b.shared = shareMemo{n: n, end: end, readAt: now}
+	}
 }
 
 // Fail records the reserved attempt as a failure for every gateway on the
@@ -187,5 +238,7 @@ func (r Reservation) Fail(ctx context.Context, now time.Time) {
 	if r.l == nil || r.l.shared == nil {
 		return
 	}
-	r.l.shared.AddFailure(ctx, r.l.sharedKey(r.key), r.l.window, now)
+	if n, end, err := r.l.shared.AddFailure(ctx, r.l.sharedKey(r.key), r.l.window, now); err == nil {
+		r.l.remember(r.key, n, end, now)
+	}
 }

@@ -68,7 +68,7 @@ func (s *Store) WriteAudit(ctx context.Context, events []store.AuditEvent) error
 				return err
 			}
 			if e := &events[i]; e.StatusUpdate {
-				if _, err := tx.ExecContext(bg, `UPDATE audit SET status = ?, latency_us = ? WHERE id = ?`, e.Status, e.Latency.Microseconds(), e.ID); err != nil {
+				if _, err := s.txExec(bg, tx, `UPDATE audit SET status = ?, latency_us = ? WHERE id = ?`, e.Status, e.Latency.Microseconds(), e.ID); err != nil {
 					return fmt.Errorf("status of audit event %d: %w", e.ID, err)
 				}
 				continue
@@ -93,7 +93,7 @@ func (s *Store) WriteAudit(ctx context.Context, events []store.AuditEvent) error
 		}
 		// One update a link, whatever number of its uses the batch holds.
 		for jti, u := range uses {
-			if _, err := tx.ExecContext(bg, `UPDATE links SET uses = uses + ?1,
+			if _, err := s.txExec(bg, tx, `UPDATE links SET uses = uses + ?1,
 					first_used_at = coalesce(first_used_at, ?2), last_used_at = max(coalesce(last_used_at, 0), ?3)
 				WHERE jti = ?4`, u.n, u.first, u.last, jti); err != nil {
 				return fmt.Errorf("counting %d uses of link %q: %w", u.n, jti, err)

@@ -27,7 +27,10 @@ var errClosed = errors.New("store is closed")
 // undo the other callers' writes. A caller whose context is done before its
 // turn is skipped.
 type committer struct {
-	db    *sql.DB
+	db *sql.DB
+	// stmts are the writer's prepared statements: the connection is free
+	// for preparing only between the loop's transactions.
+	stmts *stmtCache
 	queue chan *groupJob
 	stop  chan struct{}
 	done  sync.WaitGroup
@@ -45,7 +48,7 @@ type groupJob struct {
 }
 
 func newCommitter(db *sql.DB) *committer {
-	c := &committer{db: db, queue: make(chan *groupJob, maxGroup), stop: make(chan struct{})}
+	c := &committer{db: db, stmts: newStmtCache(db, true), queue: make(chan *groupJob, maxGroup), stop: make(chan struct{})}
 	c.done.Add(1)
 	go c.loop()
 	return c
@@ -84,6 +87,7 @@ func (c *committer) close() {
 		c.mu.Unlock()
 		close(c.stop)
 		c.done.Wait()
+		c.stmts.close()
 	})
 }
 
@@ -117,6 +121,9 @@ func (c *committer) loop() {
 		}
 		c.run(batch)
 		clear(batch)
+		if c.stmts.hasNoted() {
+			c.stmts.prepareNoted(context.Background())
+		}
 	}
 }
 
@@ -130,6 +137,14 @@ func (c *committer) run(batch []*groupJob) {
 			}
 			j.result <- results[i]
 		}
+	}
+	exec := func(ctx context.Context, tx *sql.Tx, query string) error {
+		if st := c.stmts.get(ctx, query); st != nil {
+			_, err := tx.StmtContext(ctx, st).ExecContext(ctx)
+			return err
+		}
+		_, err := tx.ExecContext(ctx, query)
+		return err
 	}
 	tx, err := c.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -155,21 +170,21 @@ func (c *committer) run(batch []*groupJob) {
 				continue
 			}
 			jctx := context.WithoutCancel(j.ctx)
-			if _, err := tx.ExecContext(jctx, `SAVEPOINT g`); err != nil {
+			if err := exec(jctx, tx, `SAVEPOINT g`); err != nil {
 				tx.Rollback()
 				finish(fmt.Errorf("savepoint: %w", err))
 				return
 			}
 			if err := j.f(jctx, tx); err != nil {
 				results[i] = err
-				if _, rerr := tx.ExecContext(jctx, `ROLLBACK TO g`); rerr != nil {
+				if rerr := exec(jctx, tx, `ROLLBACK TO g`); rerr != nil {
 					// The group's state is unknown: nobody's writes count.
 					tx.Rollback()
 					finish(fmt.Errorf("undoing a failed write: %w", rerr))
 					return
 				}
 			}
-			if _, err := tx.ExecContext(jctx, `RELEASE g`); err != nil {
+			if err := exec(jctx, tx, `RELEASE g`); err != nil {
 				tx.Rollback()
 				finish(fmt.Errorf("releasing savepoint: %w", err))
 				return

@@ -134,11 +134,11 @@ func (s *Store) RevokeInvite(ctx context.Context, id int64, at time.Time) error 
 		at = time.Now()
 	}
 	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE invites SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?`, at.UnixNano(), id)
+		res, err := s.txExec(ctx, tx, `UPDATE invites SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?`, at.UnixNano(), id)
 		if err := oneRow(res, err); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE sessions SET revoked_at = ?
+		_, err = s.txExec(ctx, tx, `UPDATE sessions SET revoked_at = ?
 			WHERE kind = 'invite' AND credential_id = ? AND revoked_at IS NULL`,
 			at.UnixNano(), strconv.FormatInt(id, 10))
 		return err
@@ -217,7 +217,7 @@ func (s *Store) RedeemInvite(ctx context.Context, r *store.Redemption) (*store.U
 		var uid int64
 		if r.First {
 			var site, email, name, phone string
-			err := tx.QueryRowContext(ctx, `UPDATE invites SET first_used_at = ?, last_used_at = ?, use_count = 1
+			err := s.txQueryRow(ctx, tx, `UPDATE invites SET first_used_at = ?, last_used_at = ?, use_count = 1
 				WHERE id = ? AND revoked_at IS NULL AND first_used_at IS NULL AND created_at > ?
 				RETURNING site, email, name, phone`,
 				at.UnixNano(), at.UnixNano(), r.InviteID, after(r.CreatedAfter)).Scan(&site, &email, &name, &phone)
@@ -227,7 +227,7 @@ func (s *Store) RedeemInvite(ctx context.Context, r *store.Redemption) (*store.U
 			if err != nil {
 				return fmt.Errorf("recording first use: %w", err)
 			}
-			err = tx.QueryRowContext(ctx, `SELECT id FROM users WHERE site = ? AND email = ?`, site, email).Scan(&uid)
+			err = s.txQueryRow(ctx, tx, `SELECT id FROM users WHERE site = ? AND email = ?`, site, email).Scan(&uid)
 			switch {
 			case errors.Is(err, sql.ErrNoRows):
 				nu := store.User{Name: name, Phone: phone, CreatedAt: at}
@@ -249,12 +249,12 @@ func (s *Store) RedeemInvite(ctx context.Context, r *store.Redemption) (*store.U
 			case r.NewUserOnly:
 				return fmt.Errorf("user %q on site %q: %w", email, site, store.ErrUserExists)
 			}
-			if _, err := tx.ExecContext(ctx, `UPDATE invites SET user_id = ? WHERE id = ?`, uid, r.InviteID); err != nil {
+			if _, err := s.txExec(ctx, tx, `UPDATE invites SET user_id = ? WHERE id = ?`, uid, r.InviteID); err != nil {
 				return fmt.Errorf("linking user %d: %w", uid, err)
 			}
 		} else {
 			var u sql.NullInt64
-			err := tx.QueryRowContext(ctx, `UPDATE invites SET use_count = use_count + 1, last_used_at = ?
+			err := s.txQueryRow(ctx, tx, `UPDATE invites SET use_count = use_count + 1, last_used_at = ?
 				WHERE id = ? AND revoked_at IS NULL AND first_used_at IS NOT NULL AND first_used_at > ?
 				RETURNING user_id`,
 				at.UnixNano(), r.InviteID, after(r.FirstUsedAfter)).Scan(&u)
@@ -294,7 +294,7 @@ func (s *Store) RedeemInvite(ctx context.Context, r *store.Redemption) (*store.U
 				return err
 			}
 		}
-		if err := scanUser(tx.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users u WHERE u.id = ?`, uid), &user); err != nil {
+		if err := scanUser(s.txQueryRow(ctx, tx, `SELECT `+userColumns+` FROM users u WHERE u.id = ?`, uid), &user); err != nil {
 			return fmt.Errorf("reading user %d: %w", uid, err)
 		}
 		return nil

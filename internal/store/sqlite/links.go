@@ -113,14 +113,14 @@ func (s *Store) RevokeLink(ctx context.Context, jti string, at time.Time) error 
 		at = time.Now()
 	}
 	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO links (jti, max_uses, created_at, created_by, revoked_at)
+		if _, err := s.txExec(ctx, tx, `INSERT INTO links (jti, max_uses, created_at, created_by, revoked_at)
 			VALUES (?, 1, ?, 'revoked', ?)
 			ON CONFLICT (jti) DO UPDATE SET revoked_at = coalesce(revoked_at, excluded.revoked_at)`,
 			jti, at.UnixNano(), at.UnixNano()); err != nil {
 			return err
 		}
 		// The sessions the link started (login mode) end with it.
-		_, err := tx.ExecContext(ctx, `UPDATE sessions SET revoked_at = ? WHERE kind = 'link' AND credential_id = ? AND revoked_at IS NULL`,
+		_, err := s.txExec(ctx, tx, `UPDATE sessions SET revoked_at = ? WHERE kind = 'link' AND credential_id = ? AND revoked_at IS NULL`,
 			at.UnixNano(), jti)
 		return err
 	})
@@ -139,15 +139,15 @@ func (s *Store) RevokeUserLinks(ctx context.Context, userID int64, at time.Time)
 		at = time.Now()
 	}
 	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE users SET links_revoked_before = ? WHERE id = ?`, at.UnixNano(), userID)
+		res, err := s.txExec(ctx, tx, `UPDATE users SET links_revoked_before = ? WHERE id = ?`, at.UnixNano(), userID)
 		if err := oneRow(res, err); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE links SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL`,
+		if _, err := s.txExec(ctx, tx, `UPDATE links SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL`,
 			at.UnixNano(), userID); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE sessions SET revoked_at = ? WHERE kind = 'link' AND user_id = ? AND revoked_at IS NULL`,
+		_, err = s.txExec(ctx, tx, `UPDATE sessions SET revoked_at = ? WHERE kind = 'link' AND user_id = ? AND revoked_at IS NULL`,
 			at.UnixNano(), userID)
 		return err
 	})
@@ -195,7 +195,7 @@ func (s *Store) UseLink(ctx context.Context, u *store.LinkUse) (int, error) {
 		event store.AuditEvent
 	)
 	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO links
+		_, err := s.txExec(ctx, tx, `INSERT INTO links
 			(jti, user_id, target, mode, max_uses, uses, created_at, created_by, expires_at, site)
 			VALUES (?, ?, ?, ?, ?, 0, ?, 'offline', ?, ?)
 			ON CONFLICT (jti) DO NOTHING`,
@@ -206,7 +206,7 @@ func (s *Store) UseLink(ctx context.Context, u *store.LinkUse) (int, error) {
 		case err != nil:
 			return fmt.Errorf("recording link: %w", err)
 		}
-		err = tx.QueryRowContext(ctx, `UPDATE links
+		err = s.txQueryRow(ctx, tx, `UPDATE links
 			SET uses = uses + 1, first_used_at = coalesce(first_used_at, ?), last_used_at = ?
 			WHERE jti = ? AND revoked_at IS NULL AND (max_uses = 0 OR uses < max_uses)
 				AND site = ?

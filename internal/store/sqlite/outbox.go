@@ -60,7 +60,7 @@ func (s *Store) EnqueueMail(ctx context.Context, m *store.Mail) error {
 	}
 	var id int64
 	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		err := tx.QueryRowContext(ctx, `INSERT INTO outbox
+		err := s.txQueryRow(ctx, tx, `INSERT INTO outbox
 			(kind, site, ref, to_addr, to_name, subject, text_body, html_body, state, attempts,
 			 last_error, created_at, next_attempt_at, expires_at, lease_until)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?) RETURNING id`,
@@ -72,7 +72,7 @@ func (s *Store) EnqueueMail(ctx context.Context, m *store.Mail) error {
 		if m.Ref == "" {
 			return nil
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE outbox
+		_, err = s.txExec(ctx, tx, `UPDATE outbox
 			SET state = 'failed', failed_at = ?, last_error = ?, text_body = '', html_body = ''
 			WHERE state = 'queued' AND kind = ? AND ref = ? AND id <> ?`,
 			created.UnixNano(), fmt.Sprintf("superseded by mail %d", id), m.Kind, m.Ref, id)
@@ -176,12 +176,12 @@ func (s *Store) MarkMailFailed(ctx context.Context, id int64, leaseUntil, at tim
 // claimed under leaseUntil (ErrConflict), in the same transaction.
 func (s *Store) finishMail(ctx context.Context, id int64, leaseUntil time.Time, what, query string, args ...any) error {
 	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, query, args...)
+		res, err := s.txExec(ctx, tx, query, args...)
 		if err := oneRow(res, err); !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
 		var state string
-		err = tx.QueryRowContext(ctx, `SELECT state FROM outbox WHERE id = ?`, id).Scan(&state)
+		err = s.txQueryRow(ctx, tx, `SELECT state FROM outbox WHERE id = ?`, id).Scan(&state)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 			return store.ErrNotFound

@@ -33,12 +33,13 @@ type Store struct {
 	w    *sql.DB // exactly one connection: the process's only writer
 	r    *sql.DB // readers; query_only so a write cannot slip past w
 
-	sessionByHash *sql.Stmt // on r
-	userByID      *sql.Stmt // on r: every signed link looks its user up
-	linkByJTI     *sql.Stmt // on r: and its row
-	ticketByUUID  *sql.Stmt // on r: every ticket is read before its claim
-	touchSession  *sql.Stmt // on w
-	insertAudit   *sql.Stmt // on w
+	sessionByHash *sql.Stmt  // on r
+	userByID      *sql.Stmt  // on r: every signed link looks its user up
+	linkByJTI     *sql.Stmt  // on r: and its row
+	ticketByUUID  *sql.Stmt  // on r: every ticket is read before its claim
+	touchSession  *sql.Stmt  // on w
+	insertAudit   *sql.Stmt  // on w
+	ws, rs        *stmtCache // other statements, prepared on first use on w and r
 	group         *committer
 
 	closeOnce sync.Once
@@ -101,6 +102,7 @@ func open(ctx context.Context, path string) (_ *Store, err error) {
 		return nil, err
 	}
 	s.group = newCommitter(s.w)
+	s.ws = s.group.stmts
 
 	if s.r, err = sql.Open("sqlite", dsn(abs, false)); err != nil {
 		return nil, err
@@ -112,6 +114,7 @@ func open(ctx context.Context, path string) (_ *Store, err error) {
 	s.r.SetMaxIdleConns(n)
 	s.r.SetConnMaxLifetime(0)
 	s.r.SetConnMaxIdleTime(0)
+	s.rs = newStmtCache(s.r, false)
 
 	if s.userByID, err = s.r.PrepareContext(ctx, `SELECT `+userColumns+` FROM users u WHERE u.id = ?`); err != nil {
 		return nil, fmt.Errorf("preparing user lookup: %w", err)
@@ -214,6 +217,12 @@ func (s *Store) Close() error {
 		for _, st := range []*sql.Stmt{s.sessionByHash, s.userByID, s.linkByJTI, s.ticketByUUID, s.touchSession, s.insertAudit} {
 			if st != nil {
 				errs = append(errs, st.Close())
+			}
+		}
+		// The committer closes the writer's statements.
+		for _, c := range []*stmtCache{s.rs} {
+			if c != nil {
+				errs = append(errs, c.close())
 			}
 		}
 		for _, db := range []*sql.DB{s.r, s.w} {

@@ -11,7 +11,7 @@ import (
 func (s *Store) Failures(ctx context.Context, key string, window time.Duration, now time.Time) (int, time.Time, error) {
 	var start int64
 	var n int
-	err := s.r.QueryRowContext(ctx, `SELECT window_start, failures FROM throttle WHERE key = ?`, key).Scan(&start, &n)
+	err := s.readRow(ctx, `SELECT window_start, failures FROM throttle WHERE key = ?`, key).Scan(&start, &n)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, time.Time{}, nil
 	}

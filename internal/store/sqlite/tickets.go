@@ -113,13 +113,13 @@ func (s *Store) RevokeTicket(ctx context.Context, uuid string, at time.Time) err
 		at = time.Now()
 	}
 	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE tickets SET state = 'revoked', revoked_at = ?, lease_until = NULL
+		res, err := s.txExec(ctx, tx, `UPDATE tickets SET state = 'revoked', revoked_at = ?, lease_until = NULL
 			WHERE uuid = ? AND state IN ('valid', 'in_use')`, at.UnixNano(), uuid)
 		if err := oneRow(res, err); !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
 		var state string
-		err = tx.QueryRowContext(ctx, `SELECT state FROM tickets WHERE uuid = ?`, uuid).Scan(&state)
+		err = s.txQueryRow(ctx, tx, `SELECT state FROM tickets WHERE uuid = ?`, uuid).Scan(&state)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 			return store.ErrNotFound
@@ -154,7 +154,7 @@ func (s *Store) ClaimTicket(ctx context.Context, uuid string, at, leaseUntil tim
 	}
 	var event store.AuditEvent
 	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE tickets SET state = 'in_use', lease_until = ?
+		res, err := s.txExec(ctx, tx, `UPDATE tickets SET state = 'in_use', lease_until = ?
 			WHERE uuid = ?
 			  AND (state = 'valid' OR (state = 'in_use' AND lease_until <= ?))
 			  AND (expires_at IS NULL OR expires_at > ?)`,
@@ -202,12 +202,12 @@ func (s *Store) FinishTicket(ctx context.Context, uuid string, leaseUntil time.T
 		var res sql.Result
 		var err error
 		if stamp {
-			res, err = tx.ExecContext(ctx, `UPDATE tickets
+			res, err = s.txExec(ctx, tx, `UPDATE tickets
 				SET state = 'used', used_at = ?, use_ip = ?, use_user_agent = ?, use_status = ?, lease_until = NULL
 				WHERE uuid = ? AND state = 'in_use' AND lease_until = ?`,
 				at.UnixNano(), ip, userAgent, int64(status), uuid, nanos(leaseUntil))
 		} else {
-			res, err = tx.ExecContext(ctx, `UPDATE tickets SET state = 'valid', lease_until = NULL
+			res, err = s.txExec(ctx, tx, `UPDATE tickets SET state = 'valid', lease_until = NULL
 				WHERE uuid = ? AND state = 'in_use' AND lease_until = ?`,
 				uuid, nanos(leaseUntil))
 		}
@@ -218,7 +218,7 @@ func (s *Store) FinishTicket(ctx context.Context, uuid string, leaseUntil time.T
 			return fmt.Errorf("recording finish: %w", err)
 		}
 		if auditID != 0 {
-			if _, err := tx.ExecContext(ctx, `UPDATE audit SET status = ?, latency_us = ? WHERE id = ?`,
+			if _, err := s.txExec(ctx, tx, `UPDATE audit SET status = ?, latency_us = ? WHERE id = ?`,
 				int64(status), latency.Microseconds(), auditID); err != nil {
 				return fmt.Errorf("setting status of audit event %d: %w", auditID, err)
 			}
