@@ -79,7 +79,7 @@ func NewUAParser(capacity int) *UAParser {
 	gen := max(capacity/2, 1)
 	return &UAParser{
 		genSize: gen,
-		cur:     make(map[string]UA, gen),
+		cur:     make(map[string]UA), // grown as met: most gateways see few distinct agents
 	}
 }
 
@@ -126,7 +126,7 @@ func (p *UAParser) put(raw string, u UA) {
 	}
 	if len(p.cur) >= p.genSize {
 		p.prev = p.cur
-		p.cur = make(map[string]UA, p.genSize)
+		p.cur = make(map[string]UA)
 	}
 	p.cur[strings.Clone(raw)] = u
 }

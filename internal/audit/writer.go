@@ -22,7 +22,8 @@ type Sink interface {
 // Options tune a Writer. Zero values take the defaults.
 type Options struct {
 	// QueueSize is how many events may wait for the writer; it is the
-	// burst the gateway absorbs while the store is slow. Default 16384.
+	// burst the gateway absorbs while the store is slow (refusals and link
+	// uses beyond it are counted in the overflow). Default 2048.
 	QueueSize int
 	// BatchSize caps the events per WriteAudit call, which bounds the size
 	// of one store transaction. Default 512.
@@ -70,7 +71,7 @@ type Options struct {
 
 // Defaults for Options.
 const (
-	DefaultQueueSize       = 16384
+	DefaultQueueSize       = 2048
 	DefaultBatchSize       = 512
 	DefaultFlushInterval   = 20 * time.Millisecond
 	DefaultEnqueueTimeout  = 5 * time.Millisecond

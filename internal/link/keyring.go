@@ -295,9 +295,9 @@ func refuse(reason, msg string, err error) (*Claims, string, error) {
 // not check the target (Bind does) nor uses and revocation (the store does).
 //
 // The claims returned may be shared with other calls: do not modify them.
-// A token that verified is remembered (see verifiedTokens), so the same
-// link used again costs a map look-up and the time checks, not a signature
-// and a JSON decoding.
+// A token of a request-mode link with unlimited uses that verified is
+// remembered (see verifiedTokens), so the same link used again costs a map
+// look-up and the time checks, not a signature and a JSON decoding.
 func (kr *KeyRing) Verify(token string, now time.Time) (*Claims, string, error) {
 	if c := kr.seen.get(token); c != nil {
 		return checkTimes(c, now)
@@ -343,7 +343,11 @@ func (kr *KeyRing) Verify(token string, now time.Time) (*Claims, string, error) 
 	if err := c.check(); err != nil {
 		return refuse(ReasonBadSignature, "claims are incomplete: "+err.Error(), jwt.ErrTokenInvalidClaims)
 	}
-	kr.seen.put(token, c)
+	if c.MaxUses == 0 && c.Mode == ModeRequest {
+		// Only a link with unlimited uses is worth remembering: the others
+		// are refused by the store after a few uses anyway.
+		kr.seen.put(token, c)
+	}
 	return c, "", nil
 }
 

@@ -839,6 +839,7 @@ func TestNewJTINeverLooksLikeAFlag(t *testing.T) {
 func TestVerifyRemembersSignatureNotTime(t *testing.T) {
 	kr := hsRing(t)
 	c := baseClaims()
+	c.MaxUses = 0
 	c.NotBefore = jwt.NewNumericDate(t0.Add(-30 * time.Second))
 	tok := mustSign(t, kr, c)
 	for i := range 2 {
@@ -871,6 +872,15 @@ func TestVerifyRemembersSignatureNotTime(t *testing.T) {
 	other := mustRing(t, HS256Key(bytes.Repeat([]byte{1}, 32), "default"))
 	if _, reason, _ := other.Verify(tok, t0); reason != ReasonBadSignature {
 		t.Errorf("another ring: %q, want bad signature", reason)
+	}
+	// A link with limited uses, or a login link, is not remembered.
+	for _, lc := range []func(*Claims){func(c *Claims) { c.MaxUses = 1 }, func(c *Claims) { c.MaxUses = 0; c.Mode = ModeLogin }} {
+		c := baseClaims()
+		lc(c)
+		tok := mustSign(t, kr, c)
+		if _, reason, err := kr.Verify(tok, t0); err != nil || kr.seen.get(tok) != nil {
+			t.Errorf("%+v: %q %v, remembered %v", c, reason, err, kr.seen.get(tok) != nil)
+		}
 	}
 	// A refused token is not remembered.
 	if _, reason, _ := kr.Verify(tok+"x", t0); reason != ReasonBadSignature || kr.seen.get(tok+"x") != nil {

@@ -2,6 +2,7 @@ package throttle
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -165,5 +166,29 @@ func TestSharedKeyWithFailuresReadEachTime(t *testing.T) {
 		if _, ok, _ := l.ReserveShared(ctx, "192.0.2.9", now.Add(5*time.Millisecond)); ok {
 			t.Errorf("a fifth guess admitted within a few milliseconds")
 		}
+	}
+}
+
+// TestSucceededKeysForgotten: a key whose attempts all succeeded is not
+// kept (a used ticket's id is never tried again), and the keys remembered
+// as clean are bounded.
+func TestSucceededKeysForgotten(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	l := New(5, time.Minute).Share(&memShared{}, "ticket.uuid")
+	for i := range 3 * maxClean {
+		r, ok, _ := l.ReserveShared(ctx, fmt.Sprintf("ticket-%d", i), now)
+		if !ok {
+			t.Fatal("refused")
+		}
+		r.Release()
+	}
+	if len(l.keys) != 0 || len(l.clean) > maxClean {
+		t.Errorf("%d buckets and %d clean keys kept after only good attempts", len(l.keys), len(l.clean))
+	}
+	r, _, _ := l.ReserveShared(ctx, "bad", now)
+	r.Fail(ctx, now)
+	if len(l.keys) != 1 {
+		t.Errorf("a failed key was not kept")
 	}
 }

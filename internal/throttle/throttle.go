@@ -24,6 +24,9 @@ type Limiter struct {
 
 	mu   sync.Mutex
 	keys map[string]*bucket
+	// clean holds keys the store said had no failures, and when it said
+	// so (see SharedFresh); bounded by maxClean.
+	clean map[string]time.Time
 
 	shared Shared // nil: this process counts alone
 	name   string
@@ -32,16 +35,19 @@ type Limiter struct {
 type bucket struct {
 	start    time.Time
 	failures int
-	// What the store last said of the key's failures on every gateway, and
-	// when: see ReserveShared.
+	// What the store last said of the key's failures on every gateway,
+	// when it said some: see ReserveShared.
 	shared shareMemo
 }
 
 type shareMemo struct {
-	n      int
-	end    time.Time
-	readAt time.Time
+	n   int
+	end time.Time
 }
+
+// maxClean bounds the keys remembered as clean: a key that is not stays
+// correct, it only costs a store read.
+const maxClean = 4096
 
 // SharedFresh is how long the store's word that a key has no failures on
 // any gateway is taken as read, so that a client making good attempts (a
@@ -55,7 +61,7 @@ const SharedFresh = 250 * time.Millisecond
 
 // New returns a limiter; a limit of 0 or less disables it.
 func New(limit int, window time.Duration) *Limiter {
-	return &Limiter{limit: limit, window: window, keys: make(map[string]*bucket)}
+	return &Limiter{limit: limit, window: window, keys: make(map[string]*bucket), clean: make(map[string]time.Time)}
 }
 
 // Allow reports whether key may make another attempt at now, and if not,
@@ -155,6 +161,11 @@ func (r Reservation) Release() {
 	defer r.l.mu.Unlock()
 	if b := r.l.keys[r.key]; b != nil && b.start.Equal(r.start) && b.failures > 0 {
 		b.failures--
+		// A key whose attempts all succeeded holds nothing worth its
+		// memory: a used ticket's id, say, is never tried again.
+		if b.failures == 0 && b.shared.n == 0 {
+			delete(r.l.keys, r.key)
+		}
 	}
 }
 
@@ -212,13 +223,14 @@ func (l *Limiter) ReserveShared(ctx context.Context, key string, now time.Time) 
 func (l *Limiter) memo(key string, now time.Time) (int, time.Time, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	b := l.keys[key]
-	if b == nil || b.shared.readAt.IsZero() {
-		return 0, time.Time{}, false
+	if b := l.keys[key]; b != nil && b.shared.n >= l.limit && now.Before(b.shared.end) {
+		return b.shared.n, b.shared.end, true
 	}
-	m := b.shared
-	if d := now.Sub(m.readAt); m.n == 0 && d >= 0 && d < SharedFresh || m.n >= l.limit && now.Before(m.end) {
-		return m.n, m.end, true
+	if at, ok := l.clean[key]; ok {
+		if d := now.Sub(at); d >= 0 && d < SharedFresh {
+			return 0, time.Time{}, true
+		}
+		delete(l.clean, key)
 	}
 	return 0, time.Time{}, false
 }
@@ -226,8 +238,19 @@ func (l *Limiter) memo(key string, now time.Time) (int, time.Time, bool) {
 func (l *Limiter) remember(key string, n int, end, now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if n == 0 {
+		if _, ok := l.clean[key]; !ok && len(l.clean) >= maxClean {
+			for k := range l.clean { // map order is random
+				delete(l.clean, k)
+				break
+			}
+		}
+		l.clean[key] = now
+		return
+	}
+	delete(l.clean, key)
 	if b := l.keys[key]; b != nil {
-		b.shared = shareMemo{n: n, end: end, readAt: now}
+		b.shared = shareMemo{n: n, end: end}
 	}
 }
 
