@@ -177,7 +177,7 @@ func dsn(abs string, write bool) string {
 	b.WriteString(escapePath(abs))
 	b.WriteString("?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)")
 	if write {
-		b.WriteString("&_txlock=immediate")
+		b.WriteString("&_txlock=immediate&_pragma=wal_autocheckpoint(8000)")
 	} else {
 		b.WriteString("&_pragma=query_only(1)")
 	}

@@ -196,7 +196,7 @@ func TestTicketQueriesUseIndexes(t *testing.T) {
 	s := openTemp(t)
 	for q, index := range map[string]string{
 		`SELECT ` + ticketColumns + ` FROM tickets WHERE 1 AND place = ? AND purpose = ? ORDER BY created_at DESC, rowid DESC`: "tickets_place_purpose_created",
-		`UPDATE tickets SET state = 'expired' WHERE state = 'valid' AND expires_at IS NOT NULL AND expires_at <= ?`:            "tickets_state_expires",
+		`UPDATE tickets SET state = 'expired' WHERE state = 'valid' AND expires_at IS NOT NULL AND expires_at <= ?`:            "tickets_valid_expires",
 		`SELECT ` + ticketColumns + ` FROM tickets WHERE 1 AND user_id = ?`:                                                    "tickets_user_id",
 	} {
 		n := strings.Count(q, "?")
