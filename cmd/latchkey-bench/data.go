@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	_ "modernc.org/sqlite" // the "sqlite" driver, for the bulk insert and the read-back counts
@@ -41,47 +43,120 @@ func users(ctx context.Context, st store.Store, prefix string, n int) ([]int64, 
 }
 
 // sessions starts one session for each user, through the session manager
-// with the gateway's secret (as cmd/latchkey-load does), and returns the
-// cookie values.
-func sessions(ctx context.Context, st store.Store, uids []int64) ([]string, error) {
+// with the gateway's secret (as cmd/latchkey-load does), on workers
+// goroutines, and returns the cookie values.
+func sessions(ctx context.Context, st store.Store, uids []int64, workers int) ([]string, error) {
 	m := session.New(st, []byte(secret), session.Config{Site: siteName}, nil, nil)
 	tokens := make([]string, len(uids))
-	for i, uid := range uids {
-		tok, _, err := m.Start(ctx, uid, "bench", "", "127.0.0.1", "latchkey-bench")
-		if err != nil {
-			return nil, err
-		}
+	err := parallel(len(uids), workers, func(i int) error {
+		tok, _, err := m.Start(ctx, uids[i], "bench", "", "127.0.0.1", "latchkey-bench")
 		tokens[i] = tok
-	}
-	return tokens, nil
+		return err
+	})
+	return tokens, err
 }
 
 // tickets creates n bench/run tickets with generated passwords, as
-// `caddy latchkey tickets create` does, and returns each one's query.
-func tickets(ctx context.Context, st store.Store, n int) ([]string, error) {
+// `caddy latchkey tickets create` does, on workers goroutines, and returns
+// each one's query.
+func tickets(ctx context.Context, st store.Store, n, workers int) ([]string, error) {
 	h, err := ticket.NewHasher([]byte(secret), ticket.DefaultArgon2Params)
 	if err != nil {
 		return nil, err
 	}
 	now := time.Now()
 	queries := make([]string, n)
-	for i := range n {
+	err = parallel(n, workers, func(i int) error {
 		pw, err := ticket.GeneratePassword()
 		if err != nil {
-			return nil, err
+			return err
 		}
 		hash, err := h.HashGenerated(pw)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		t := &store.Ticket{UUID: ticket.NewUUID(), Place: "bench", Purpose: "run", PasswordHash: hash,
 			PasswordKind: ticket.KindKeyed, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
 		if err := st.CreateTicket(ctx, t); err != nil {
-			return nil, err
+			return err
 		}
 		queries[i] = url.Values{"uuid": {t.UUID}, "password": {pw}}.Encode()
+		return nil
+	})
+	return queries, err
+}
+
+// parallel runs f(0) … f(n-1) on workers goroutines (1: in order, here) and
+// returns the first error, after which no more are started.
+func parallel(n, workers int, f func(i int) error) error {
+	if workers <= 1 {
+		for i := range n {
+			if err := f(i); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
-	return queries, nil
+	var next atomic.Int64
+	var first atomic.Value // error
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for first.Load() == nil {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				if err := f(i); err != nil {
+					first.CompareAndSwap(nil, err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err, _ := first.Load().(error); err != nil {
+		return err
+	}
+	return nil
+}
+
+// pgFillWorkers is how many connections fill the PostgreSQL store: each
+// insert is a round trip to the server and a commit of its own, which
+// several in flight overlap.
+const pgFillWorkers = 8
+
+// mainFill is what the store of the four latchkey sites holds: one user
+// with one session (row 1; the links' user), rotate users with a session
+// each (row 2), and tickets (row 4).
+type mainFill struct {
+	one                       []int64
+	oneTok, rotToks, ticketQs []string
+}
+
+// fillMain fills st, SQLite's or PostgreSQL's, with rotate sessions in
+// rotation and nTickets tickets, on workers goroutines.
+func fillMain(ctx context.Context, st store.Store, rotate, nTickets, workers int) (*mainFill, error) {
+	f := &mainFill{}
+	var err error
+	if f.one, err = users(ctx, st, "one", 1); err != nil {
+		return nil, err
+	}
+	if f.oneTok, err = sessions(ctx, st, f.one, 1); err != nil {
+		return nil, err
+	}
+	rotUsers, err := users(ctx, st, "rot", rotate)
+	if err != nil {
+		return nil, err
+	}
+	if f.rotToks, err = sessions(ctx, st, rotUsers, workers); err != nil {
+		return nil, err
+	}
+	if f.ticketQs, err = tickets(ctx, st, nTickets, workers); err != nil {
+		return nil, err
+	}
+	return f, nil
 }
 
 // links mints n request-mode links for uid to rawURL with the mint package

@@ -1,6 +1,7 @@
 // Command latchkey-bench measures latchkey next to plain Caddy with a real
-// load generator, wrk, on loopback, and prints (and writes as JSON) one
-// table of ratios. `make bench` builds bin/caddy and runs it:
+// load generator, wrk, on loopback, and prints (and writes as JSON) a
+// table of ratios for the SQLite store and one for the PostgreSQL store.
+// `make bench` builds bin/caddy and runs it:
 //
 //	latchkey-bench -caddy bin/caddy -json bin/bench-results.json
 //
@@ -17,7 +18,13 @@
 //     Authelia or oauth2-proxy), then the same reverse_proxy;
 //   - "store-1k" and "store-1M" (-store-small, -store-big): latchkey on
 //     its own store holding the same 1,000 sessions, the second with filler
-//     sessions up to 1,000,000 rows.
+//     sessions up to 1,000,000 rows;
+//   - "latchkey-pg": the four sites of "latchkey" on `storage postgres`
+//     (one gateway), its store filled the same way, in a throwaway
+//     PostgreSQL cluster that the run starts with pgtest, as the store's
+//     tests do (PostgreSQL 15's binaries, fsync off; its directory under
+//     -dir). Without those binaries the run fails; -no-postgres leaves the
+//     PostgreSQL rows out.
 //
 // The upstream (net/http, a tiny body) and the auth server run in this
 // process. Every row compares targets measured in the same run: each
@@ -27,9 +34,12 @@
 // from a file (one cookie, 5,000 cookies in rotation, or one-shot
 // credentials each sent once) and counts every response's status. A row's
 // ratio is the median over the rounds of latchkey's req/s over the
-// baseline's in the same round. Each Caddy's CPU time is read around every
-// round, for Caddy's CPU per request, and the machine's (/proc/stat), to
-// say how much other processes were running during the load.
+// baseline's in the same round. The PostgreSQL targets run in the groups
+// of their SQLite counterparts, so the two tables share their baselines'
+// rounds. Each Caddy's CPU time is read around every round, for Caddy's
+// CPU per request, and the PostgreSQL server's for the PostgreSQL rows,
+// and the machine's (/proc/stat), to say how much other processes were
+// running during the load.
 //
 // The run fails (exit 1) if any request got a status other than the one
 // its target expects (2xx for everything latchkey should let through), on
@@ -37,7 +47,7 @@
 // latchkey without the identity the gateway sets (or with its cookie or
 // credentials left in), if a refusal reached the upstream, if fewer
 // requests reached the upstream or the audit trail than wrk counted as
-// answered, or if a one-shot credential was used twice.
+// answered, or if a one-shot credential was used twice; on each store.
 package main
 
 import (
@@ -45,6 +55,7 @@ import (
 	"debug/buildinfo"
 	_ "embed"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -54,6 +65,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -63,6 +75,7 @@ import (
 
 	"github.com/latchkeyhq/latchkey/internal/loadrig"
 	"github.com/latchkeyhq/latchkey/internal/store"
+	"github.com/latchkeyhq/latchkey/internal/store/postgres"
 )
 
 //go:embed bench.lua
@@ -92,6 +105,7 @@ type config struct {
 	poolRate            int
 	keep                bool
 	dir                 string
+	noPG                bool
 }
 
 func main() {
@@ -109,7 +123,8 @@ func main() {
 	flag.IntVar(&c.big, "store-big", 1_000_000, "sessions rows in the big store (row 7)")
 	flag.IntVar(&c.poolRate, "pool-rate", 8000, "one-shot credentials made per second of load; a faster gateway runs out, which is reported")
 	flag.BoolVar(&c.keep, "keep", false, "keep the temporary directory (stores, Caddyfiles, logs)")
-	flag.StringVar(&c.dir, "dir", defaultDir(), "where the temporary directory (the stores) goes: tmpfs by default, so that other processes' disk I/O does not stall SQLite's checkpoints; a directory on disk to include the disk")
+	flag.StringVar(&c.dir, "dir", defaultDir(), "where the temporary directory (the stores) and the PostgreSQL cluster go: tmpfs by default, so that other processes' disk I/O does not stall SQLite's checkpoints; a directory on disk to include the disk")
+	flag.BoolVar(&c.noPG, "no-postgres", false, "leave out the PostgreSQL rows (they need PostgreSQL 15's server binaries: make deps installs them)")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fail(2, "unexpected arguments: %q", flag.Args())
@@ -135,9 +150,12 @@ func main() {
 	}
 
 	b := &bench{cfg: c, start: time.Now()}
-	// Bounded in time whatever happens.
+	// Bounded in time whatever happens: 13 targets, 19 with PostgreSQL's.
 	perTarget := c.warmup + time.Duration(c.rounds)*c.round
 	limit := 12*perTarget + 5*time.Minute
+	if !c.noPG {
+		limit += 6 * perTarget
+	}
 	watchdog := time.AfterFunc(limit, func() {
 		fmt.Fprintf(os.Stderr, "latchkey-bench: still running after %s; giving up\n", limit)
 		b.cleanup()
@@ -192,12 +210,19 @@ type bench struct {
 	up     *upstream
 	auth   *http.Server
 	procs  []*caddyProc
+	pg     *pgServer // nil with -no-postgres
 	res    *Result
 }
 
 func (b *bench) cleanup() {
 	for _, p := range b.procs {
 		p.kill()
+	}
+	// After the Caddys: a gateway whose database went first would log
+	// errors into a run that is over.
+	if b.pg != nil {
+		b.pg.stop()
+		b.pg = nil
 	}
 	if b.up != nil {
 		b.up.srv.Close()
@@ -237,6 +262,10 @@ type target struct {
 	// Caddy's own CPU: per request (µs), and over wall time (1 = one core).
 	CaddyCPUPerReqUS float64 `json:"caddy_cpu_per_request_us"`
 	CaddyCPUShare    float64 `json:"caddy_cpu_share"`
+	// The PostgreSQL server's CPU, for the targets on latchkey-pg: part
+	// of what a request costs there, which Caddy's own leaves out.
+	PGCPUPerReqUS float64 `json:"postgres_cpu_per_request_us,omitempty"`
+	PGCPUShare    float64 `json:"postgres_cpu_share,omitempty"`
 
 	proc   *caddyProc
 	prefix string   // the upstream path prefix its answers carry
@@ -270,6 +299,9 @@ type Result struct {
 		IOPressure  float64 `json:"io_pressure_some"`
 		CPUPressure float64 `json:"cpu_pressure_some"`
 		Dir         string  `json:"dir"`
+		// Postgres is the server the PostgreSQL rows ran on: version and
+		// settings ("" with -no-postgres).
+		Postgres string `json:"postgres,omitempty"`
 	} `json:"machine"`
 	Settings struct {
 		Threads   int     `json:"wrk_threads"`
@@ -281,13 +313,17 @@ type Result struct {
 		StoreLow  int     `json:"store_small_sessions"`
 		StoreHigh int     `json:"store_big_sessions"`
 		PoolRate  int     `json:"pool_rate"`
+		Postgres  bool    `json:"postgres"`
 	} `json:"settings"`
-	Rows      []Row            `json:"rows"`
-	Groups    []string         `json:"groups"` // the targets measured together, in order
-	Targets   []*target        `json:"targets"`
-	Processes []ProcessResult  `json:"processes"`
-	Checks    map[string]int64 `json:"checks"`
-	Setup     struct {
+	Rows []Row `json:"rows"` // SQLite
+	// PostgresRows are rows 1 to 5 on latchkey-pg, against the same
+	// baselines in the same rounds as Rows.
+	PostgresRows []Row            `json:"postgres_rows,omitempty"`
+	Groups       []string         `json:"groups"` // the targets measured together, in order
+	Targets      []*target        `json:"targets"`
+	Processes    []ProcessResult  `json:"processes"`
+	Checks       map[string]int64 `json:"checks"`
+	Setup        struct {
 		Seconds     float64 `json:"seconds"`
 		FillSeconds float64 `json:"fill_seconds"`
 	} `json:"setup"`
@@ -346,8 +382,23 @@ func (b *bench) run() (*Result, error) {
 	res.Settings.RoundS, res.Settings.Rounds, res.Settings.WarmupS = c.round.Seconds(), c.rounds, c.warmup.Seconds()
 	res.Settings.Rotation, res.Settings.StoreLow, res.Settings.StoreHigh = c.rotate, c.small, c.big
 	res.Settings.PoolRate = c.poolRate
+	res.Settings.Postgres = !c.noPG
 
 	var err error
+	// PostgreSQL first: a machine without it fails at once, not after
+	// the stores are filled.
+	if !c.noPG {
+		t0 := time.Now()
+		if b.pg, err = startPostgres(c.dir); err != nil {
+			return nil, err
+		}
+		// The gateway opens its store without options: pgx's default pool,
+		// the larger of 4 and the number of CPUs, which bounds the
+		// one-shot rows' concurrency on the server.
+		res.Machine.Postgres = fmt.Sprintf("PostgreSQL %s; pgtest's throwaway cluster in %s, %s; the gateway's pool: pgx's default, %d connections",
+			b.pg.version, c.dir, pgSettings, max(4, runtime.NumCPU()))
+		logf("latchkey-bench: %s (%.1fs)", res.Machine.Postgres, time.Since(t0).Seconds())
+	}
 	if b.dir, err = os.MkdirTemp(c.dir, "latchkey-bench-"); err != nil {
 		return nil, err
 	}
@@ -361,7 +412,7 @@ func (b *bench) run() (*Result, error) {
 	path := func(name string) string { return filepath.Join(b.dir, name) }
 
 	ports := map[string]int{}
-	for _, name := range []string{"plain", "static401", "session", "link", "limited", "ticket", "fwd", "small", "big"} {
+	for _, name := range []string{"plain", "static401", "session", "link", "limited", "ticket", "fwd", "small", "big", "pg-session", "pg-link", "pg-limited", "pg-ticket"} {
 		if ports[name], err = freePort(); err != nil {
 			return nil, err
 		}
@@ -375,34 +426,43 @@ func (b *bench) run() (*Result, error) {
 	runs := 1 + c.rounds
 	poolRun := func(d time.Duration) int { return int(float64(c.poolRate)*d.Seconds()) + c.conns }
 	poolTotal := poolRun(c.warmup) + c.rounds*poolRun(c.round)
-	var one []int64
-	var oneTok, rotToks, ticketQs, smallToks []string
-	mainDone, smallDone := make(chan error, 1), make(chan error, 1)
+	var lkFill, pgFill *mainFill
+	var smallToks []string
+	mainDone, smallDone, pgDone := make(chan error, 1), make(chan error, 1), make(chan error, 1)
 	go func() {
 		st, err := openStore(ctx, mainDB)
 		if err != nil {
 			mainDone <- err
 			return
 		}
-		var rotUsers []int64
-		one, err = users(ctx, st, "one", 1)
-		if err == nil {
-			oneTok, err = sessions(ctx, st, one)
-		}
-		if err == nil {
-			rotUsers, err = users(ctx, st, "rot", c.rotate)
-		}
-		if err == nil {
-			rotToks, err = sessions(ctx, st, rotUsers)
-		}
-		if err == nil {
-			ticketQs, err = tickets(ctx, st, poolTotal)
-		}
+		lkFill, err = fillMain(ctx, st, c.rotate, poolTotal, 1)
 		if cerr := st.Close(); err == nil {
 			err = cerr
 		}
 		logf("latchkey-bench: main store: %d+%d sessions, %d tickets (%.1fs)", 1, c.rotate, poolTotal, time.Since(t0).Seconds())
 		mainDone <- err
+	}()
+	// The PostgreSQL store is filled as the main one, by the store itself;
+	// on several connections, each insert being a round trip to the server.
+	go func() {
+		if b.pg == nil {
+			pgDone <- nil
+			return
+		}
+		st, err := postgres.Open(ctx, b.pg.dsn, postgres.WithMaxConns(pgFillWorkers))
+		if err != nil {
+			pgDone <- fmt.Errorf("opening the PostgreSQL store: %w", err)
+			return
+		}
+		pgFill, err = fillMain(ctx, st, c.rotate, poolTotal, pgFillWorkers)
+		if cerr := st.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			err = fmt.Errorf("filling the PostgreSQL store: %w", err)
+		}
+		logf("latchkey-bench: PostgreSQL store: %d+%d sessions, %d tickets (%.1fs)", 1, c.rotate, poolTotal, time.Since(t0).Seconds())
+		pgDone <- err
 	}()
 	go func() {
 		st, err := openStore(ctx, smallDB)
@@ -412,7 +472,7 @@ func (b *bench) run() (*Result, error) {
 		}
 		smallUsers, err := users(ctx, st, "store", c.small)
 		if err == nil {
-			smallToks, err = sessions(ctx, st, smallUsers)
+			smallToks, err = sessions(ctx, st, smallUsers, 1)
 		}
 		if cerr := st.Close(); err == nil {
 			err = cerr
@@ -433,22 +493,29 @@ func (b *bench) run() (*Result, error) {
 		logf("latchkey-bench: stores of %d and %d sessions (%.1fs)", c.small, c.big, res.Setup.FillSeconds)
 		smallDone <- err
 	}()
-	errMain, errSmall := <-mainDone, <-smallDone
-	if errMain != nil {
-		return nil, errMain
-	}
-	if errSmall != nil {
-		return nil, errSmall
+	if err := errors.Join(<-mainDone, <-smallDone, <-pgDone); err != nil {
+		return nil, err
 	}
 
-	linkUID := itoa(one[0])
-	unlimited, err := links(one[0], site("link", prefixLink+"page?x=1"), 1, 0)
+	linkUID := itoa(lkFill.one[0])
+	unlimited, err := links(lkFill.one[0], site("link", prefixLink+"page?x=1"), 1, 0)
 	if err != nil {
 		return nil, err
 	}
-	limited, err := links(one[0], site("limited", prefixLimited+"page"), poolTotal, 1)
+	limited, err := links(lkFill.one[0], site("limited", prefixLimited+"page"), poolTotal, 1)
 	if err != nil {
 		return nil, err
+	}
+	var pgLinkUID string
+	var pgUnlimited, pgLimited []string
+	if b.pg != nil {
+		pgLinkUID = itoa(pgFill.one[0])
+		if pgUnlimited, err = links(pgFill.one[0], site("pg-link", prefixPGLink+"page?x=1"), 1, 0); err != nil {
+			return nil, err
+		}
+		if pgLimited, err = links(pgFill.one[0], site("pg-limited", prefixPGLimited+"page"), poolTotal, 1); err != nil {
+			return nil, err
+		}
 	}
 
 	// ---- Request files. ----
@@ -457,7 +524,7 @@ func (b *bench) run() (*Result, error) {
 		files[name] = path(name + ".txt")
 		return writeLines(files[name], lines)
 	}
-	oneCookie := cookieLines(prefixSession+"page", oneTok)[0]
+	oneCookie := cookieLines(prefixSession+"page", lkFill.oneTok)[0]
 	if strings.Count(oneCookie, prefixSession) != 1 {
 		return nil, fmt.Errorf("request line %q", oneCookie)
 	}
@@ -468,8 +535,8 @@ func (b *bench) run() (*Result, error) {
 		{"one", []string{oneCookie}},
 		{"one-plain", []string{strings.Replace(oneCookie, prefixSession, prefixPlain, 1)}},
 		{"one-fwd", []string{strings.Replace(oneCookie, prefixSession, prefixFwd, 1)}},
-		{"rot", cookieLines(prefixSession+"page", rotToks)},
-		{"rot-plain", cookieLines(prefixPlain+"page", rotToks)},
+		{"rot", cookieLines(prefixSession+"page", lkFill.rotToks)},
+		{"rot-plain", cookieLines(prefixPlain+"page", lkFill.rotToks)},
 		// One link, used by many clients (the per-IP link throttle
 		// reserves an attempt before the check: 32 concurrent requests
 		// from one IP would be refused 429 beyond 30).
@@ -481,6 +548,22 @@ func (b *bench) run() (*Result, error) {
 	} {
 		if err := writeFile(f.name, f.lines); err != nil {
 			return nil, err
+		}
+	}
+	if b.pg != nil {
+		// The same requests to latchkey-pg, with its own credentials.
+		for _, f := range []struct {
+			name  string
+			lines []string
+		}{
+			{"pg-one", cookieLines(prefixPGSession+"page", pgFill.oneTok)},
+			{"pg-rot", cookieLines(prefixPGSession+"page", pgFill.rotToks)},
+			{"pg-link", fromClient(repeat(pgUnlimited[0], c.rotate))},
+			{"pg-refused", []string{pathPGRefused}},
+		} {
+			if err := writeFile(f.name, f.lines); err != nil {
+				return nil, err
+			}
 		}
 	}
 	// One-shot credentials: a separate file per run, so no credential is
@@ -502,11 +585,14 @@ func (b *bench) run() (*Result, error) {
 		}
 		return out, nil
 	}
-	ticketLines := make([]string, len(ticketQs))
-	for i, q := range ticketQs {
-		ticketLines[i] = prefixTicket + "page?" + q
+	ticketLines := func(prefix string, queries []string) []string {
+		out := make([]string, len(queries))
+		for i, q := range queries {
+			out[i] = prefix + "page?" + q
+		}
+		return fromClient(out)
 	}
-	ticketFiles, err := onceFiles("tickets", fromClient(ticketLines))
+	ticketFiles, err := onceFiles("tickets", ticketLines(prefixTicket, lkFill.ticketQs))
 	if err != nil {
 		return nil, err
 	}
@@ -514,10 +600,19 @@ func (b *bench) run() (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	var pgTicketFiles, pgLimitedFiles []string
+	if b.pg != nil {
+		if pgTicketFiles, err = onceFiles("pg-tickets", ticketLines(prefixPGTicket, pgFill.ticketQs)); err != nil {
+			return nil, err
+		}
+		if pgLimitedFiles, err = onceFiles("pg-limited", fromClient(pgLimited)); err != nil {
+			return nil, err
+		}
+	}
 	res.Setup.Seconds = time.Since(b.start).Seconds()
 
 	// ---- The upstream, the auth server and the Caddy processes. ----
-	if b.up, err = startUpstream(linkUID); err != nil {
+	if b.up, err = startUpstream(linkUID, pgLinkUID); err != nil {
 		return nil, err
 	}
 	authAddr, authSrv, err := startAuth()
@@ -526,20 +621,30 @@ func (b *bench) run() (*Result, error) {
 	}
 	b.auth = authSrv
 	rp := loadrig.ReverseProxy(b.up.addr, c.conns)
-	proc := func(name, db string, sites []loadrig.Block) (*caddyProc, error) {
-		cfg := loadrig.Process{Dir: path(name), GracePeriod: "5s", LogLevel: "WARN", Sites: sites}
-		if db != "" {
-			cfg.DB, cfg.Secret = db, secret
-			// The one-shot credentials come "from" many clients, in
-			// X-Forwarded-For (fromClient).
-			cfg.Global = "servers {\n\ttrusted_proxies static 127.0.0.1/32\n}"
-		}
-		p, err := startCaddy(c.caddy, b.dir, name, cfg, db)
+	// The one-shot credentials come "from" many clients, in
+	// X-Forwarded-For (fromClient).
+	const trustLoopback = "servers {\n\ttrusted_proxies static 127.0.0.1/32\n}"
+	start := func(name string, cfg loadrig.Process) (*caddyProc, error) {
+		p, err := startCaddy(c.caddy, b.dir, name, cfg)
 		if err != nil {
 			return nil, err
 		}
 		b.procs = append(b.procs, p)
 		return p, nil
+	}
+	proc := func(name, db string, sites []loadrig.Block) (*caddyProc, error) {
+		cfg := loadrig.Process{Dir: path(name), GracePeriod: "5s", LogLevel: "WARN", Sites: sites}
+		if db != "" {
+			cfg.DB, cfg.Secret = db, secret
+			cfg.Global = trustLoopback
+		}
+		p, err := start(name, cfg)
+		if err == nil && db != "" {
+			p.count = func(ctx context.Context, query string, args ...any) (int64, error) {
+				return count(ctx, db, query, args...)
+			}
+		}
+		return p, err
 	}
 	base, err := proc("reverse_proxy", "", []loadrig.Block{
 		{Port: ports["plain"], Body: rp},
@@ -550,15 +655,30 @@ func (b *bench) run() (*Result, error) {
 	}
 	// The four blocks are one latchkey site, 127.0.0.1, on four ports: it
 	// has one origin.
-	origin := site("session", "")
-	lk, err := proc("latchkey", mainDB, []loadrig.Block{
-		{Port: ports["session"], Body: loadrig.WithOrigin("latchkey", origin) + "\n" + rp},
-		{Port: ports["link"], Body: loadrig.WithOrigin("latchkey {\nlink\n}", origin) + "\n" + rp},
-		{Port: ports["limited"], Body: loadrig.WithOrigin("latchkey {\nlink {\nconfirm off\n}\n}", origin) + "\n" + rp},
-		{Port: ports["ticket"], Body: loadrig.WithOrigin("latchkey {\nticket bench run\n}", origin) + "\n" + rp},
-	})
+	fourSites := func(prefix string) []loadrig.Block {
+		origin := site(prefix+"session", "")
+		return []loadrig.Block{
+			{Port: ports[prefix+"session"], Body: loadrig.WithOrigin("latchkey", origin) + "\n" + rp},
+			{Port: ports[prefix+"link"], Body: loadrig.WithOrigin("latchkey {\nlink\n}", origin) + "\n" + rp},
+			{Port: ports[prefix+"limited"], Body: loadrig.WithOrigin("latchkey {\nlink {\nconfirm off\n}\n}", origin) + "\n" + rp},
+			{Port: ports[prefix+"ticket"], Body: loadrig.WithOrigin("latchkey {\nticket bench run\n}", origin) + "\n" + rp},
+		}
+	}
+	lk, err := proc("latchkey", mainDB, fourSites(""))
 	if err != nil {
 		return nil, err
+	}
+	var lkPG *caddyProc
+	if b.pg != nil {
+		// loadrig writes `storage sqlite` only; with no DB it writes no
+		// latchkey block, and this one, as README.md documents it, goes
+		// with the other global options.
+		cfg := loadrig.Process{Dir: path("latchkey-pg"), GracePeriod: "5s", LogLevel: "WARN", Sites: fourSites("pg-"),
+			Global: trustLoopback + "\nlatchkey {\nstorage postgres " + strconv.Quote(b.pg.dsn) + "\nsecret " + secret + "\n}"}
+		if lkPG, err = start("latchkey-pg", cfg); err != nil {
+			return nil, err
+		}
+		lkPG.count, lkPG.pg = b.pg.count, b.pg
 	}
 	fwd, err := proc("forward_auth", "", []loadrig.Block{
 		{Port: ports["fwd"], Body: fmt.Sprintf("forward_auth %s {\n\turi /auth\n\tcopy_headers Remote-User\n}\n%s", authAddr, rp)},
@@ -596,6 +716,17 @@ func (b *bench) run() (*Result, error) {
 	tLimited.Mode, tLimited.files = "once", limitedFiles
 	tTicket := newT("latchkey, tickets", lk, "ticket", "", 200, true, prefixTicket)
 	tTicket.Mode, tTicket.files = "once", ticketFiles
+	var pgT pgTargets
+	if lkPG != nil {
+		pgT.session = newT("latchkey-pg, one session", lkPG, "pg-session", "pg-one", 200, true, prefixPGSession)
+		pgT.rot = newT(fmt.Sprintf("latchkey-pg, %d sessions", c.rotate), lkPG, "pg-session", "pg-rot", 200, true, prefixPGSession)
+		pgT.link = newT("latchkey-pg, unlimited link", lkPG, "pg-link", "pg-link", 200, true, prefixPGLink)
+		pgT.refused = newT("latchkey-pg, no credential", lkPG, "pg-session", "pg-refused", 401, false, "")
+		pgT.limited = newT("latchkey-pg, one-use links", lkPG, "pg-limited", "", 200, true, prefixPGLimited)
+		pgT.limited.Mode, pgT.limited.files = "once", pgLimitedFiles
+		pgT.ticket = newT("latchkey-pg, tickets", lkPG, "pg-ticket", "", 200, true, prefixPGTicket)
+		pgT.ticket.Mode, pgT.ticket.files = "once", pgTicketFiles
+	}
 
 	// Probes: every cycling target answers as it should before any load.
 	probes := map[*caddyProc]int64{}
@@ -617,15 +748,18 @@ func (b *bench) run() (*Result, error) {
 	ours0 := b.ourCPU()
 	io0, cpuP0 := pressure("io"), pressure("cpu")
 	loadStart := time.Now()
+	// Each PostgreSQL target goes with its SQLite counterpart, so that
+	// both are measured against the same baseline rounds.
 	groups := [][]*target{
-		{tPlain, tSession, tFwd},
-		{tPlainRot, tRot},
-		{tPlainLink, tLink},
-		{tStatic, tRefused},
+		{tPlain, tSession, tFwd, pgT.session},
+		{tPlainRot, tRot, pgT.rot},
+		{tPlainLink, tLink, pgT.link},
+		{tStatic, tRefused, pgT.refused},
 		{tSmall, tBig},
-		{tLimited, tTicket},
+		{tLimited, tTicket, pgT.limited, pgT.ticket},
 	}
 	for i, g := range groups {
+		g = slices.DeleteFunc(g, func(t *target) bool { return t == nil })
 		if err := b.runGroup(g); err != nil {
 			return nil, err
 		}
@@ -669,13 +803,21 @@ func (b *bench) run() (*Result, error) {
 	}
 	b.procs = nil
 	b.checkUpstream()
-	for _, p := range []*caddyProc{lk, small, big} {
-		b.checkAudit(ctx, p, probes[p])
+	for _, p := range []*caddyProc{lk, small, big, lkPG} {
+		if p != nil {
+			b.checkAudit(ctx, p, probes[p])
+		}
 	}
-	b.checkOnce(ctx, mainDB, tTicket, tLimited)
+	b.checkOnce(ctx, lk, tTicket, tLimited)
+	if lkPG != nil {
+		b.checkOnce(ctx, lkPG, pgT.ticket, pgT.limited)
+	}
 
-	// ---- The table. ----
+	// ---- The tables. ----
 	b.rows(tPlain, tSession, tFwd, tPlainRot, tRot, tPlainLink, tLink, tLimited, tTicket, tStatic, tRefused, tSmall, tBig, base, lk, big)
+	if lkPG != nil {
+		b.pgRows(tPlain, tPlainRot, tPlainLink, tStatic, pgT)
+	}
 	if res.Machine.OtherCPU > 0.25 {
 		res.Notes = append(res.Notes, fmt.Sprintf("other processes kept %.2f CPU cores busy during the load (of %d): the numbers are disturbed; run again on a quiet machine", res.Machine.OtherCPU, res.Machine.NProc))
 	}
@@ -688,7 +830,9 @@ func (b *bench) run() (*Result, error) {
 }
 
 // ourCPU is the CPU time of the processes the run is made of: the Caddys,
-// this process (upstream, auth server) and the wrk runs that have ended.
+// this process (upstream, auth server), the wrk runs that have ended and
+// the PostgreSQL server (its backends are not this process's children, so
+// RUSAGE_CHILDREN does not have them).
 func (b *bench) ourCPU() time.Duration {
 	var ru syscall.Rusage
 	var d time.Duration
@@ -703,7 +847,7 @@ func (b *bench) ourCPU() time.Duration {
 			d += cpu
 		}
 	}
-	return d
+	return d + b.pg.cpu()
 }
 
 // runGroup warms up each target, then runs the rounds, interleaved: the
@@ -747,6 +891,7 @@ func (b *bench) wrk(t *target, run int, d time.Duration) (*wrkResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("caddy %s: %w", t.proc.name, err)
 	}
+	pg0 := t.proc.pg.cpu()
 	r, err := runWrk(b.cfg.wrk, b.script, t.URL, t.file(run), t.Mode, b.cfg.threads, b.cfg.conns, d)
 	if err != nil {
 		return nil, err
@@ -756,6 +901,7 @@ func (b *bench) wrk(t *target, run int, d time.Duration) (*wrkResult, error) {
 		return nil, fmt.Errorf("caddy %s: %w", t.proc.name, err)
 	}
 	r.CaddyCPU = cpu1 - cpu0
+	r.PGCPU = t.proc.pg.cpu() - pg0
 	what := "round " + strconv.Itoa(run)
 	if run == 0 {
 		what = "warm-up"
@@ -788,7 +934,7 @@ func (b *bench) wrk(t *target, run int, d time.Duration) (*wrkResult, error) {
 
 func (t *target) finish(round time.Duration) {
 	var n, ok, dur int64
-	var cpu, caddyCPU time.Duration
+	var cpu, caddyCPU, pgCPU time.Duration
 	var p50s []int64
 	for _, r := range t.Rounds {
 		n += r.Requests
@@ -796,6 +942,7 @@ func (t *target) finish(round time.Duration) {
 		dur += r.DurationUS
 		cpu += r.CPU
 		caddyCPU += r.CaddyCPU
+		pgCPU += r.PGCPU
 		rps := r.reqPerSec()
 		t.RoundReqPerSec = append(t.RoundReqPerSec, math.Round(rps))
 		p50s = append(p50s, r.LatencyUS.P50)
@@ -806,9 +953,11 @@ func (t *target) finish(round time.Duration) {
 		t.OKPerSec = math.Round(float64(ok) / (float64(dur) / 1e6))
 		t.ClientCPU = round2(cpu.Seconds() / (float64(dur) / 1e6))
 		t.CaddyCPUShare = round2(caddyCPU.Seconds() / (float64(dur) / 1e6))
+		t.PGCPUShare = round2(pgCPU.Seconds() / (float64(dur) / 1e6))
 	}
 	if n > 0 {
 		t.CaddyCPUPerReqUS = math.Round(float64(caddyCPU.Microseconds())/float64(n)*10) / 10
+		t.PGCPUPerReqUS = math.Round(float64(pgCPU.Microseconds())/float64(n)*10) / 10
 	}
 	sort.Slice(p50s, func(i, j int) bool { return p50s[i] < p50s[j] })
 	if len(p50s) > 0 {
@@ -919,13 +1068,13 @@ func (b *bench) checkAudit(ctx context.Context, p *caddyProc, probes int64) {
 			sessions = true
 		}
 	}
-	got, err := count(ctx, p.db, "SELECT coalesce(sum(count), 0) FROM audit WHERE outcome = ? AND kind IN ('link', 'ticket')", store.OutcomeAccepted)
+	got, err := p.count(ctx, "SELECT coalesce(sum(count), 0) FROM audit WHERE outcome = ? AND kind IN ('link', 'ticket')", store.OutcomeAccepted)
 	if err != nil {
 		res.problem("audit of %s: %v", p.name, err)
 		return
 	}
 	if sessions {
-		seen, err := count(ctx, p.db, "SELECT count(*) FROM audit WHERE kind = 'session' AND outcome = ?", store.OutcomeAccepted)
+		seen, err := p.count(ctx, "SELECT count(*) FROM audit WHERE kind = 'session' AND outcome = ?", store.OutcomeAccepted)
 		res.Checks["audit session activity "+p.name] = seen
 		if err != nil || seen == 0 {
 			res.problem("audit of %s: no session activity recorded (%v)", p.name, err)
@@ -942,45 +1091,48 @@ func (b *bench) checkAudit(ctx context.Context, p *caddyProc, probes int64) {
 }
 
 // checkOnce: every ticket and one-use link answered is used, and none was
-// used twice.
-func (b *bench) checkOnce(ctx context.Context, db string, tickets, limited *target) {
+// used twice, in the store of p.
+func (b *bench) checkOnce(ctx context.Context, p *caddyProc, tickets, limited *target) {
 	res := b.res
-	used, err := count(ctx, db, "SELECT count(*) FROM tickets WHERE state = ?", store.TicketUsed)
+	used, err := p.count(ctx, "SELECT count(*) FROM tickets WHERE state = ?", store.TicketUsed)
 	if err != nil {
-		res.problem("reading tickets: %v", err)
+		res.problem("reading the tickets of %s: %v", p.name, err)
 		return
 	}
-	inUse, _ := count(ctx, db, "SELECT count(*) FROM tickets WHERE state = ?", store.TicketInUse)
-	res.Checks["tickets used"], res.Checks["tickets in_use"] = used, inUse
+	inUse, _ := p.count(ctx, "SELECT count(*) FROM tickets WHERE state = ?", store.TicketInUse)
+	res.Checks["tickets used "+p.name], res.Checks["tickets in_use "+p.name] = used, inUse
 	if used < tickets.Answered {
-		res.problem("tickets: %d used, fewer than the %d answered 200", used, tickets.Answered)
+		res.problem("tickets of %s: %d used, fewer than the %d answered 200", p.name, used, tickets.Answered)
 	}
-	linksUsed, err := count(ctx, db, "SELECT count(*) FROM links WHERE max_uses = 1 AND uses >= 1")
+	linksUsed, err := p.count(ctx, "SELECT count(*) FROM links WHERE max_uses = 1 AND uses >= 1")
 	if err != nil {
-		res.problem("reading links: %v", err)
+		res.problem("reading the links of %s: %v", p.name, err)
 		return
 	}
-	over, _ := count(ctx, db, "SELECT count(*) FROM links WHERE max_uses > 0 AND uses > max_uses")
-	res.Checks["one-use links used"], res.Checks["links over their max_uses"] = linksUsed, over
+	over, _ := p.count(ctx, "SELECT count(*) FROM links WHERE max_uses > 0 AND uses > max_uses")
+	res.Checks["one-use links used "+p.name], res.Checks["links over their max_uses "+p.name] = linksUsed, over
 	if linksUsed < limited.Answered {
-		res.problem("links: %d one-use links used, fewer than the %d answered 200", linksUsed, limited.Answered)
+		res.problem("links of %s: %d one-use links used, fewer than the %d answered 200", p.name, linksUsed, limited.Answered)
 	}
 	if over > 0 {
-		res.problem("links: %d used more than max_uses", over)
+		res.problem("links of %s: %d used more than max_uses", p.name, over)
 	}
 }
 
-func (b *bench) rows(tPlain, tSession, tFwd, tPlainRot, tRot, tPlainLink, tLink, tLimited, tTicket, tStatic, tRefused, tSmall, tBig *target, base, lk, big *caddyProc) {
-	res := b.res
-	ratioRow := func(n, path string, a, bl *target) Row {
-		return Row{N: n, Path: path, Unit: "req/s", Latchkey: a.ReqPerSec, Baseline: bl.ReqPerSec,
-			Ratio: pairedRatio(a, bl), RatioOfTotals: ratio(a.ReqPerSec, bl.ReqPerSec),
-			CPUCost: ratio(a.CaddyCPUPerReqUS, bl.CaddyCPUPerReqUS), Spread: math.Max(a.Spread, bl.Spread)}
-	}
-	atLeast := func(r Row, want float64) Row {
-		r.Target, r.Met = fmt.Sprintf("≥ %.2f", want), ptr(r.Ratio >= want)
-		return r
-	}
+func ratioRow(n, path string, a, bl *target) Row {
+	return Row{N: n, Path: path, Unit: "req/s", Latchkey: a.ReqPerSec, Baseline: bl.ReqPerSec,
+		Ratio: pairedRatio(a, bl), RatioOfTotals: ratio(a.ReqPerSec, bl.ReqPerSec),
+		CPUCost: ratio(a.CaddyCPUPerReqUS, bl.CaddyCPUPerReqUS), Spread: math.Max(a.Spread, bl.Spread)}
+}
+
+func atLeast(r Row, want float64) Row {
+	r.Target, r.Met = fmt.Sprintf("≥ %.2f", want), ptr(r.Ratio >= want)
+	return r
+}
+
+// commonRows are rows 1 to 4, which both stores have: sessions, the
+// unlimited link, and the one-shot credentials consumed.
+func (b *bench) commonRows(tPlain, tSession, tPlainRot, tRot, tPlainLink, tLink, tLimited, tTicket *target) []Row {
 	rows := []Row{
 		atLeast(ratioRow("1", "session, one cookie / reverse_proxy", tSession, tPlain), targetOneSession),
 		atLeast(ratioRow("2", fmt.Sprintf("session, %d sessions in rotation / reverse_proxy", b.cfg.rotate), tRot, tPlainRot), targetRotation),
@@ -998,6 +1150,38 @@ func (b *bench) rows(tPlain, tSession, tFwd, tPlainRot, tRot, tPlainLink, tLink,
 		}
 		rows = append(rows, r)
 	}
+	return rows
+}
+
+// refusalRow is row 5.
+func refusalRow(tRefused, tStatic *target) Row {
+	return atLeast(ratioRow("5", "refusal, no credential → 401 / respond 401", tRefused, tStatic), targetRefusal)
+}
+
+// pgTargets are latchkey-pg's targets, nil with -no-postgres.
+type pgTargets struct {
+	session, rot, link, refused, limited, ticket *target
+}
+
+// pgRows are rows 1 to 5 on PostgreSQL, against the baselines of the SQLite
+// rows (measured in the same rounds). Caddy's CPU per request leaves out
+// the server's, which each row's note gives.
+func (b *bench) pgRows(tPlain, tPlainRot, tPlainLink, tStatic *target, pg pgTargets) {
+	rows := append(b.commonRows(tPlain, pg.session, tPlainRot, pg.rot, tPlainLink, pg.link, pg.limited, pg.ticket),
+		refusalRow(pg.refused, tStatic))
+	for i, t := range []*target{pg.session, pg.rot, pg.link, pg.limited, pg.ticket, pg.refused} {
+		note := fmt.Sprintf("PostgreSQL's CPU %.0fµs/req (%.2f cores)", t.PGCPUPerReqUS, t.PGCPUShare)
+		if rows[i].Note != "" {
+			note = rows[i].Note + "; " + note
+		}
+		rows[i].Note = note
+	}
+	b.res.PostgresRows = rows
+}
+
+func (b *bench) rows(tPlain, tSession, tFwd, tPlainRot, tRot, tPlainLink, tLink, tLimited, tTicket, tStatic, tRefused, tSmall, tBig *target, base, lk, big *caddyProc) {
+	res := b.res
+	rows := b.commonRows(tPlain, tSession, tPlainRot, tRot, tPlainLink, tLink, tLimited, tTicket)
 	// Every latchkey path against forward_auth's best case: the ratio of
 	// their ratios to reverse_proxy, each measured against its own
 	// baseline in the same run.
@@ -1008,7 +1192,7 @@ func (b *bench) rows(tPlain, tSession, tFwd, tPlainRot, tRot, tPlainLink, tLink,
 		return out
 	}
 	rows = append(rows,
-		atLeast(ratioRow("5", "refusal, no credential → 401 / respond 401", tRefused, tStatic), targetRefusal),
+		refusalRow(tRefused, tStatic),
 		ratioRow("6", "forward_auth best case (not latchkey) / reverse_proxy", tFwd, tPlain),
 		vsFwd("session, one cookie", rows[0]),
 		vsFwd("sessions in rotation", rows[1]),
@@ -1035,9 +1219,66 @@ func (res *Result) print(out io.Writer) {
 		s.Threads, s.Conns, s.Rounds, s.RoundS, s.WarmupS, m.Caddy)
 	fmt.Fprintf(out, "machine: %d CPUs, %s, %s; load %s before, %s after; during the load: other processes busy %.2f cores, I/O pressure %.0f%%; stores in %s\n\n",
 		m.NProc, m.CPU, m.CaddyGo, m.LoadBefore, m.LoadAfter, m.OtherCPU, m.IOPressure*100, m.Dir)
+	fmt.Fprintln(out, "SQLite (one gateway per store):")
+	printRows(out, res.Rows, "ratio: median over the rounds of latchkey's req/s over the baseline's in the same round; CPU/req: Caddy's CPU per request, latchkey's over the baseline's (one-shot rows: latchkey's); spread: max/min-1 of the rounds' req/s")
+	if len(res.PostgresRows) > 0 {
+		fmt.Fprintln(out, "\nPostgreSQL (one gateway, latchkey-pg; the same baselines, in the same rounds):")
+		printRows(out, res.PostgresRows, "columns as above; CPU/req is Caddy's alone, and the notes add the PostgreSQL server's CPU per request, and in cores")
+		fmt.Fprintln(out, "server: "+m.Postgres)
+	} else {
+		fmt.Fprintln(out, "\nPostgreSQL: left out (-no-postgres)")
+	}
+	pgCPU := ""
+	if len(res.PostgresRows) > 0 {
+		pgCPU = " (and the PostgreSQL server's, for latchkey-pg)"
+	}
+	fmt.Fprintf(out, "\nper target (measured rounds): req/s, per round, p50 (median round), p99 (worst round), Caddy's CPU per request and in cores, wrk's CPU in cores%s\n", pgCPU)
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	for _, t := range res.Targets {
+		rs := make([]string, len(t.RoundReqPerSec))
+		for i, v := range t.RoundReqPerSec {
+			rs[i] = strconv.FormatFloat(v, 'f', 0, 64)
+		}
+		pg := ""
+		if t.proc != nil && t.proc.pg != nil {
+			pg = fmt.Sprintf("postgres %.0fµs/req %.2f", t.PGCPUPerReqUS, t.PGCPUShare)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%.0f\t%s\tp50 %s\tp99 %s\tcaddy %.0fµs/req %.2f\twrk %.2f\t%s\t\n", t.Name, t.Proc, t.ReqPerSec, strings.Join(rs, " "),
+			us(t.P50US), us(t.P99US), t.CaddyCPUPerReqUS, t.CaddyCPUShare, t.ClientCPU, pg)
+	}
+	tw.Flush()
+	fmt.Fprintln(out, "\nprocesses: peak RSS (VmHWM) after each group of rows, RSS at the end, CPU time")
+	for _, p := range res.Processes {
+		ps := make([]string, len(p.PeakAfterGroupMB))
+		for i, v := range p.PeakAfterGroupMB {
+			ps[i] = strconv.FormatFloat(v, 'f', 1, 64)
+		}
+		fmt.Fprintf(out, "  %-14s peak %s MB; RSS %.1f MB; CPU %.1fs\n", p.Name, strings.Join(ps, " → "), p.RSSMB, p.CPUS)
+	}
+	fmt.Fprintf(out, "setup %.1fs (filling the big store %.1fs), whole run %.1fs\n", res.Setup.Seconds, res.Setup.FillSeconds, res.Seconds)
+	for _, n := range res.Notes {
+		fmt.Fprintln(out, "NOTE: "+n)
+	}
+	if res.OK {
+		stores := "the SQLite stores"
+		if len(res.PostgresRows) > 0 {
+			stores = "the SQLite stores and PostgreSQL"
+		}
+		fmt.Fprintf(out, "OK: every request got its expected status; every latchkey answer reached the upstream as its user and is in the audit trail; no one-shot credential used twice (%s)\n", stores)
+		return
+	}
+	fmt.Fprintln(out, "FAILED:")
+	for _, p := range res.Problems {
+		fmt.Fprintln(out, "  "+p)
+	}
+}
+
+// printRows prints one table of rows, a legend line under it, and the
+// rows' notes.
+func printRows(out io.Writer, rows []Row, legend string) {
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "#\tpath\tlatchkey\tbaseline\tratio\ttarget\tmet?\tCPU/req\tspread\t")
-	for _, r := range res.Rows {
+	for _, r := range rows {
 		unit := ""
 		switch r.Unit {
 		case "MB":
@@ -1077,42 +1318,11 @@ func (res *Result) print(out io.Writer) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.N, r.Path, val(r.Latchkey), bl, ratio, target, met, cpu, spread)
 	}
 	tw.Flush()
-	fmt.Fprintln(out, "ratio: median over the rounds of latchkey's req/s over the baseline's in the same round; CPU/req: Caddy's CPU per request, latchkey's over the baseline's (one-shot rows: latchkey's); spread: max/min-1 of the rounds' req/s")
-	for _, r := range res.Rows {
+	fmt.Fprintln(out, legend)
+	for _, r := range rows {
 		if r.Note != "" {
 			fmt.Fprintf(out, "row %s, %s: %s\n", r.N, r.Path, r.Note)
 		}
-	}
-	fmt.Fprintln(out, "\nper target (measured rounds): req/s, per round, p50 (median round), p99 (worst round), Caddy's CPU per request and in cores, wrk's CPU in cores")
-	tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	for _, t := range res.Targets {
-		rs := make([]string, len(t.RoundReqPerSec))
-		for i, v := range t.RoundReqPerSec {
-			rs[i] = strconv.FormatFloat(v, 'f', 0, 64)
-		}
-		fmt.Fprintf(tw, "  %s\t%s\t%.0f\t%s\tp50 %s\tp99 %s\tcaddy %.0fµs/req %.2f\twrk %.2f\t\n", t.Name, t.Proc, t.ReqPerSec, strings.Join(rs, " "),
-			us(t.P50US), us(t.P99US), t.CaddyCPUPerReqUS, t.CaddyCPUShare, t.ClientCPU)
-	}
-	tw.Flush()
-	fmt.Fprintln(out, "\nprocesses: peak RSS (VmHWM) after each group of rows, RSS at the end, CPU time")
-	for _, p := range res.Processes {
-		ps := make([]string, len(p.PeakAfterGroupMB))
-		for i, v := range p.PeakAfterGroupMB {
-			ps[i] = strconv.FormatFloat(v, 'f', 1, 64)
-		}
-		fmt.Fprintf(out, "  %-14s peak %s MB; RSS %.1f MB; CPU %.1fs\n", p.Name, strings.Join(ps, " → "), p.RSSMB, p.CPUS)
-	}
-	fmt.Fprintf(out, "setup %.1fs (filling the big store %.1fs), whole run %.1fs\n", res.Setup.Seconds, res.Setup.FillSeconds, res.Seconds)
-	for _, n := range res.Notes {
-		fmt.Fprintln(out, "NOTE: "+n)
-	}
-	if res.OK {
-		fmt.Fprintln(out, "OK: every request got its expected status; every latchkey answer reached the upstream as its user and is in the audit trail; no one-shot credential used twice")
-		return
-	}
-	fmt.Fprintln(out, "FAILED:")
-	for _, p := range res.Problems {
-		fmt.Fprintln(out, "  "+p)
 	}
 }
 

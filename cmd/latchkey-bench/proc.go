@@ -22,11 +22,14 @@ import (
 // caddyProc is one bin/caddy process.
 type caddyProc struct {
 	name string
-	db   string // its latchkey store, "" for a plain Caddy
-	cmd  *exec.Cmd
-	log  string
-	done chan struct{}
-	err  error // from Wait, once done is closed
+	// count runs a one-integer query on its latchkey store (nil for a
+	// plain Caddy): the SQLite file's, or the PostgreSQL database's.
+	count func(ctx context.Context, query string, args ...any) (int64, error)
+	pg    *pgServer // the server of its store, if PostgreSQL
+	cmd   *exec.Cmd
+	log   string
+	done  chan struct{}
+	err   error // from Wait, once done is closed
 
 	// Read just before it is stopped.
 	HWMKiB, RSSKiB int64
@@ -37,12 +40,12 @@ type caddyProc struct {
 // startCaddy writes cfg's Caddyfile into dir and runs caddyBin on it, its
 // output going to a log file there. It returns once every port answers
 // TCP, or fails with the log's tail.
-func startCaddy(caddyBin, dir, name string, cfg loadrig.Process, db string) (*caddyProc, error) {
+func startCaddy(caddyBin, dir, name string, cfg loadrig.Process) (*caddyProc, error) {
 	cfgPath := filepath.Join(dir, name+".Caddyfile")
 	if err := os.WriteFile(cfgPath, []byte(cfg.Caddyfile()), 0o600); err != nil {
 		return nil, err
 	}
-	p := &caddyProc{name: name, db: db, log: filepath.Join(dir, name+".log"), done: make(chan struct{})}
+	p := &caddyProc{name: name, log: filepath.Join(dir, name+".log"), done: make(chan struct{})}
 	logf, err := os.Create(p.log)
 	if err != nil {
 		return nil, err
@@ -158,21 +161,30 @@ func tail(path string) string {
 	return string(b)
 }
 
-// procCPU is a process's user and system CPU time, from /proc/<pid>/stat.
-func procCPU(pid int) (time.Duration, error) {
+// procStat is the fields of /proc/<pid>/stat after the command name: f[0]
+// is the state (field 3, counted from the pid as 1), f[1] the parent's pid.
+func procStat(pid int) ([]string, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	// The command name can hold spaces; the fields start after its ')'.
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
-		return 0, errors.New("bad /proc stat")
+		return nil, fmt.Errorf("/proc/%d/stat: no ')' after the command name", pid)
 	}
-	f := strings.Fields(s[i+1:])
+	return strings.Fields(s[i+1:]), nil
+}
+
+// procCPU is a process's user and system CPU time, from /proc/<pid>/stat.
+func procCPU(pid int) (time.Duration, error) {
+	f, err := procStat(pid)
+	if err != nil {
+		return 0, err
+	}
 	if len(f) < 13 {
-		return 0, errors.New("short /proc stat")
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields after the command name, want at least 13", pid, len(f))
 	}
 	// Fields 14 and 15 (utime, stime), counted from the pid as 1.
 	ut, _ := strconv.ParseInt(f[11], 10, 64)
@@ -233,6 +245,8 @@ type wrkResult struct {
 	// CaddyCPU is the CPU time the target's Caddy process used during
 	// the run (clock ticks: 10ms resolution).
 	CaddyCPU time.Duration `json:"caddy_cpu_ns"`
+	// PGCPU is the PostgreSQL server's, for a target on latchkey-pg.
+	PGCPU time.Duration `json:"postgres_cpu_ns,omitempty"`
 }
 
 func (r *wrkResult) reqPerSec() float64 {

@@ -20,6 +20,15 @@ const (
 	prefixFwd     = "/fa/"      // forward_auth then reverse_proxy
 	prefixStore   = "/store/"   // latchkey, sessions in a 1k or a 1M store
 	pathRefused   = "/lk/refused"
+
+	// The same sites on the PostgreSQL gateway, under prefixes of their
+	// own: its answers are counted and checked apart from SQLite's, and
+	// its link's user is a row of its own store.
+	prefixPGSession = "/pg-lk/"
+	prefixPGLink    = "/pg-link/"
+	prefixPGLimited = "/pg-limited/"
+	prefixPGTicket  = "/pg-ticket/"
+	pathPGRefused   = "/pg-lk/refused"
 )
 
 // upstreamCount counts the requests under one prefix, and those that came
@@ -45,16 +54,22 @@ type upstream struct {
 	counts  map[string]*upstreamCount
 	leaked  upstreamCount // refusals that reached the upstream
 	unknown upstreamCount // paths under no prefix
-	linkUID string
+	// The user of the links, in the SQLite store and in the PostgreSQL
+	// one ("" when that gateway is not run).
+	linkUID, pgLinkUID string
 }
 
-func startUpstream(linkUID string) (*upstream, error) {
+func startUpstream(linkUID, pgLinkUID string) (*upstream, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	u := &upstream{addr: ln.Addr().String(), linkUID: linkUID, counts: map[string]*upstreamCount{}}
-	for _, p := range []string{prefixPlain, prefixSession, prefixLink, prefixLimited, prefixTicket, prefixFwd, prefixStore} {
+	u := &upstream{addr: ln.Addr().String(), linkUID: linkUID, pgLinkUID: pgLinkUID, counts: map[string]*upstreamCount{}}
+	prefixes := []string{prefixPlain, prefixSession, prefixLink, prefixLimited, prefixTicket, prefixFwd, prefixStore}
+	if pgLinkUID != "" {
+		prefixes = append(prefixes, prefixPGSession, prefixPGLink, prefixPGLimited, prefixPGTicket)
+	}
+	for _, p := range prefixes {
 		u.counts[p] = &upstreamCount{}
 	}
 	body := []byte("hello from the upstream\n")
@@ -72,7 +87,7 @@ func startUpstream(linkUID string) (*upstream, error) {
 
 func (u *upstream) check(r *http.Request) {
 	path := r.URL.Path
-	if path == pathRefused {
+	if path == pathRefused || path == pathPGRefused {
 		u.leaked.add("a refused request reached the upstream")
 		return
 	}
@@ -90,21 +105,25 @@ func (u *upstream) check(r *http.Request) {
 	h := r.Header
 	problem := ""
 	switch prefix {
-	case prefixSession, prefixStore:
+	case prefixSession, prefixStore, prefixPGSession:
 		switch {
 		case h.Get("X-User-ID") == "" || h.Get("X-Session-ID") == "":
 			problem = "no X-User-ID or X-Session-ID"
 		case strings.Contains(h.Get("Cookie"), cookieName+"="):
 			problem = "the gateway's cookie was forwarded"
 		}
-	case prefixLink, prefixLimited:
+	case prefixLink, prefixLimited, prefixPGLink, prefixPGLimited:
+		uid := u.linkUID
+		if prefix == prefixPGLink || prefix == prefixPGLimited {
+			uid = u.pgLinkUID
+		}
 		switch {
-		case h.Get("X-User-ID") != u.linkUID:
-			problem = "X-User-ID is " + h.Get("X-User-ID") + ", not the link's user " + u.linkUID
+		case h.Get("X-User-ID") != uid:
+			problem = "X-User-ID is " + h.Get("X-User-ID") + ", not the link's user " + uid
 		case strings.Contains(r.URL.RawQuery, "token="):
 			problem = "the token reached the upstream"
 		}
-	case prefixTicket:
+	case prefixTicket, prefixPGTicket:
 		switch {
 		case h.Get("X-Ticket-ID") == "":
 			problem = "no X-Ticket-ID"
