@@ -470,7 +470,7 @@ func (w *Writer) Failed() uint64 { return w.failed.Load() }
 // once, however many refusals it stands for.
 func (w *Writer) Written() uint64 { return w.written.Load() }
 
-// Aggregated counts refusals folded into an earlier identical one's Count
+// Aggregated counts refusals and link uses folded into an earlier identical one's Count
 // instead of being written on their own. Refusals recorded are Written
 // (their rows' counts add up to them) plus Aggregated, less what failed.
 func (w *Writer) Aggregated() uint64 { return w.aggregated.Load() }

@@ -166,7 +166,7 @@ caddy_latchkey_audit_rows_written_total 10
 		t.Fatal(err)
 	}
 	want2 := `
-# HELP caddy_latchkey_audit_rows_aggregated_total Audit records folded into an earlier identical refusal's count instead of being written on their own.
+# HELP caddy_latchkey_audit_rows_aggregated_total Audit records (refusals, uses of an unlimited link) folded into an earlier identical record's count instead of being written on their own.
 # TYPE caddy_latchkey_audit_rows_aggregated_total counter
 caddy_latchkey_audit_rows_aggregated_total 5
 # HELP caddy_latchkey_audit_rows_written_total Audit records the writer handed to the store and the store accepted.

@@ -47,7 +47,7 @@ func NewAuditCollector(w AuditStats) prometheus.Collector {
 		failed:  desc("audit_rows_failed_total", "Audit records lost because the store refused their batch."),
 	}
 	if _, ok := w.(aggregator); ok {
-		c.aggregate = desc("audit_rows_aggregated_total", "Audit records folded into an earlier identical refusal's count instead of being written on their own.")
+		c.aggregate = desc("audit_rows_aggregated_total", "Audit records (refusals, uses of an unlimited link) folded into an earlier identical record's count instead of being written on their own.")
 	}
 	return c
 }
