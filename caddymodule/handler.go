@@ -205,7 +205,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	var lc gate.LinkConfig
 	if h.Link != nil {
 		deps.Links = app.links
-		deps.Throttles[gate.KindLink] = gate.Throttle{PerIP: throttle.New(linkFailuresPerIP, time.Minute).Share(app.store, "link.ip")}
+		// Per process: a link's signature cannot be guessed, so this limit
+		// only slows down noise (forged and misdirected links), and a
+		// shared count would cost a store read on every use of every link.
+		deps.Throttles[gate.KindLink] = gate.Throttle{PerIP: throttle.New(linkFailuresPerIP, time.Minute)}
 		lc = gate.LinkConfig{Param: h.Link.Param, PathPrefixes: h.Link.PathPrefixes, Confirm: h.Link.Confirm == nil || *h.Link.Confirm}
 		if app.mailer != nil {
 			deps.LoginLinks = pageOps
