@@ -39,24 +39,32 @@ deps:
 test: deps fmt-check vet
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
-# latchkey next to plain Caddy under wrk, on loopback, in about 3 minutes
+# latchkey next to plain Caddy under wrk, on loopback, in about 3½ minutes
 # after the build: separate bin/caddy processes (plain reverse_proxy,
-# latchkey, forward_auth, a 1k and a 1M sessions store), interleaved
-# rounds, a table of ratios, also written to $(BENCH_JSON). Fails if any
-# latchkey request that should succeed does not get its 2xx. BENCHMARKS.md
-# has the latest table. Flags: make bench BENCH_FLAGS='-round 3s'.
+# latchkey on SQLite, latchkey on a throwaway PostgreSQL cluster,
+# forward_auth, a 1k and a 1M sessions store), interleaved rounds, two
+# tables of ratios (SQLite, PostgreSQL), also written to $(BENCH_JSON).
+# Fails if any latchkey request that should succeed does not get its 2xx,
+# or PostgreSQL cannot start (BENCH_FLAGS=-no-postgres leaves it out).
+# BENCHMARKS.md has the latest tables. Flags: make bench BENCH_FLAGS='-round 3s'.
 BENCH_JSON  ?= bin/bench-results.json
 BENCH_FLAGS ?=
 bench: bench-deps build
 	$(GO) build -o bin/latchkey-bench ./cmd/latchkey-bench
 	./bin/latchkey-bench -caddy $(BIN) -json $(BENCH_JSON) $(BENCH_FLAGS)
 
-# wrk is Debian's; install it when it is missing.
+# wrk and PostgreSQL are Debian's; install them when they are missing.
 bench-deps:
 	@command -v wrk >/dev/null 2>&1 || { \
 		echo "installing wrk for make bench"; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq wrk >/dev/null; }
+	@case "$(BENCH_FLAGS)" in *-no-postgres*) exit 0;; esac; \
+	test -x /usr/lib/postgresql/15/bin/initdb || { \
+		echo "installing postgresql-15 for make bench's PostgreSQL rows"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && { $$SUDO apt-get install -y -qq postgresql-15 >/dev/null 2>&1 || \
+			$$SUDO apt-get install -y -qq postgresql >/dev/null; }; }
 
 # The Go micro-benchmarks, briefly (not part of make bench).
 GOBENCH_PKGS ?= ./internal/gate/ ./internal/session/

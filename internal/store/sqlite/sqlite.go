@@ -179,7 +179,10 @@ func dsn(abs string, write bool) string {
 	if write {
 		b.WriteString("&_txlock=immediate&_pragma=wal_autocheckpoint(8000)")
 	} else {
-		b.WriteString("&_pragma=query_only(1)")
+		// Sessions, users and links are served from the gateway's cache;
+		// what readers fetch (tickets, listings) is read once, so a small
+		// page cache each (1 MB instead of 2) keeps the pool's memory down.
+		b.WriteString("&_pragma=query_only(1)&_pragma=cache_size(-1024)")
 	}
 	return b.String()
 }
