@@ -48,14 +48,20 @@ func (m *memShared) AddFailure(_ context.Context, key string, w time.Duration, n
 	return r.n, r.start.Add(w), nil
 }
 
+// sharedT0 is the tests' clock's start.
+var sharedT0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// twoGateways are two gateways' limiters on one store.
+func twoGateways(limit int, name string) (a, b *Limiter, st *memShared) {
+	st = &memShared{}
+	return New(limit, time.Minute).Share(st, name), New(limit, time.Minute).Share(st, name), st
+}
+
 // Two gateways on one store: wrong guesses alternated between them are
 // throttled as one.
 func TestSharedLimitersCountTogether(t *testing.T) {
-	ctx := context.Background()
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	st := &memShared{}
-	a := New(10, time.Minute).Share(st, "invite.ip")
-	b := New(10, time.Minute).Share(st, "invite.ip")
+	ctx, now := context.Background(), sharedT0
+	a, b, st := twoGateways(10, "invite.ip")
 	for i := range 10 {
 		l := a
 		if i%2 == 1 {
@@ -92,11 +98,8 @@ func TestSharedLimitersCountTogether(t *testing.T) {
 // clean count read is older than SharedFresh; a key with failures is read
 // every time, and a count at the limit refuses without reading again.
 func TestSharedCountRemembered(t *testing.T) {
-	ctx := context.Background()
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	st := &memShared{}
-	a := New(3, time.Minute).Share(st, "link.ip")
-	b := New(3, time.Minute).Share(st, "link.ip")
+	ctx, now := context.Background(), sharedT0
+	a, b, st := twoGateways(3, "link.ip")
 	good := func(l *Limiter, at time.Time) bool {
 		r, ok, _ := l.ReserveShared(ctx, "192.0.2.7", at)
 		if ok {
@@ -149,11 +152,8 @@ func TestSharedCountRemembered(t *testing.T) {
 // attempt reads the store, so guesses alternated between gateways faster
 // than SharedFresh are still throttled as one.
 func TestSharedKeyWithFailuresReadEachTime(t *testing.T) {
-	ctx := context.Background()
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	st := &memShared{}
-	a := New(4, time.Minute).Share(st, "invite.ip")
-	b := New(4, time.Minute).Share(st, "invite.ip")
+	ctx, now := context.Background(), sharedT0
+	a, b, _ := twoGateways(4, "invite.ip")
 	for i := range 4 {
 		l := []*Limiter{a, b}[i%2]
 		r, ok, _ := l.ReserveShared(ctx, "192.0.2.9", now.Add(time.Duration(i)*time.Millisecond))
@@ -173,9 +173,8 @@ func TestSharedKeyWithFailuresReadEachTime(t *testing.T) {
 // kept (a used ticket's id is never tried again), and the keys remembered
 // as clean are bounded.
 func TestSucceededKeysForgotten(t *testing.T) {
-	ctx := context.Background()
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	l := New(5, time.Minute).Share(&memShared{}, "ticket.uuid")
+	ctx, now := context.Background(), sharedT0
+	l, _, _ := twoGateways(5, "ticket.uuid")
 	for i := range 3 * maxClean {
 		r, ok, _ := l.ReserveShared(ctx, fmt.Sprintf("ticket-%d", i), now)
 		if !ok {
