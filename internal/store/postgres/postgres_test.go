@@ -204,6 +204,58 @@ func TestMigrateStepByStep(t *testing.T) {
 	check(`SELECT id, site FROM sessions ORDER BY id`, "s1=wiki.example.org s2=inv.example.org s3=")
 	check(`SELECT jti, site FROM links ORDER BY jti`, "l1=wiki.example.org l2=host.example l3=bare.example")
 	check(`SELECT role, site FROM user_roles ORDER BY role`, "admin=wiki.example.org viewer=")
+	// 0012: the roles held on a named site are in the catalog, the empty
+	// site's are not, and back-filling recorded no change.
+	check(`SELECT name, site FROM roles ORDER BY name`, "admin=wiki.example.org")
+	check(`SELECT 'changes', count(*)::text FROM changes`, "changes=0")
+}
+
+// TestUserRoleTriggers: the triggers on user_roles record a change of the
+// user for whatever writes the table, by hand too; deleting a user records
+// the change of each role it held with the user's own.
+func TestUserRoleTriggers(t *testing.T) {
+	ctx := t.Context()
+	s := openFresh(t)
+	var ids []int64
+	for _, email := range []string{"a@example.org", "b@example.org"} {
+		u := &store.User{Site: "x.example", Email: email, Roles: []store.Role{{Site: "x.example", Name: "r"}}}
+		if err := s.CreateUser(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, u.ID)
+	}
+	seq, err := s.LatestChange(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subjects := func(what string, want ...string) {
+		t.Helper()
+		cs, err := s.ChangesSince(ctx, seq, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, c := range cs {
+			got = append(got, c.Kind+":"+c.Subject)
+			seq = c.Seq
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%s recorded %q, want %q", what, got, want)
+		}
+	}
+	a, b := fmt.Sprint(ids[0]), fmt.Sprint(ids[1])
+	if _, err := s.pool.Exec(ctx, `UPDATE user_roles SET user_id = $1, role = 'q' WHERE user_id = $2`, ids[1], ids[0]); err != nil {
+		t.Fatal(err)
+	}
+	subjects("moving a role to another user", "user:"+b, "user:"+a)
+	if _, err := s.pool.Exec(ctx, `UPDATE user_roles SET role = 'p' WHERE user_id = $1 AND role = 'q'`, ids[1]); err != nil {
+		t.Fatal(err)
+	}
+	subjects("renaming a role", "user:"+b)
+	if _, err := s.pool.Exec(ctx, `DELETE FROM users WHERE id = $1`, ids[1]); err != nil {
+		t.Fatal(err)
+	}
+	subjects("deleting a user with two roles", "user:"+b, "user:"+b, "user:"+b)
 }
 
 // TestNanosecondTimes: times round-trip to the nanosecond, as on SQLite.

@@ -90,7 +90,7 @@ func TestMigrateFromEmpty(t *testing.T) {
 		t.Errorf("applied %v, want %v", applied, want)
 	}
 	got := tables(t, db)
-	for _, name := range []string{"audit", "invites", "links", "meta", "schema_migrations", "sessions", "tickets", "user_roles", "users"} {
+	for _, name := range []string{"audit", "invites", "links", "meta", "roles", "schema_migrations", "sessions", "tickets", "user_roles", "users"} {
 		if !slices.Contains(got, name) {
 			t.Errorf("table %s missing; have %v", name, got)
 		}
@@ -325,6 +325,91 @@ func TestUpgradeFromV3(t *testing.T) {
 	if evs, err := s.Audit(ctx, store.AuditFilter{UserID: 7}); err != nil || len(evs) != 3 || evs[0].ID != ev.ID || evs[0].Status != 201 {
 		t.Errorf("audit after a ticket use = %+v, %v", evs, err)
 	}
+}
+
+// TestUpgradeFromV11 opens a file at schema version 11 (before the roles
+// catalog), whose users hold roles on named sites and on the empty site,
+// and checks that the roles held on named sites are in the catalog with
+// their members, that the empty site's are not, and that the migration
+// recorded no change while grants and revocations afterwards do.
+func TestUpgradeFromV11(t *testing.T) {
+	ctx := t.Context()
+	before := time.Now()
+	s := openUpgraded(t, seedAtVersion(t, 11,
+		`INSERT INTO users (id, site, email, created_at) VALUES (7, 'x.example', 'a@example.org', 1), (8, '', 'b@example.org', 1), (9, 'y.example', 'c@example.org', 1)`,
+		`INSERT INTO user_roles (user_id, site, role) VALUES (7, 'x.example', 'admin'), (7, 'x.example', 'editor'), (8, 'x.example', 'editor'), (8, '', 'viewer'), (9, 'y.example', 'admin')`,
+	))
+	defs, err := s.RoleDefs(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, d := range defs {
+		got = append(got, fmt.Sprintf("%s@%s=%d", d.Name, d.Site, d.Members))
+		if d.CreatedAt.Before(before.Add(-time.Second)) || d.CreatedAt.After(time.Now().Add(time.Second)) || d.Description != "" {
+			t.Errorf("back-filled role %+v, want created at the migration", d)
+		}
+	}
+	if want := []string{"admin@x.example=1", "editor@x.example=2", "admin@y.example=1"}; !slices.Equal(got, want) {
+		t.Errorf("roles after the upgrade = %q, want %q", got, want)
+	}
+	if seq, err := s.LatestChange(ctx); err != nil || seq != 0 {
+		t.Errorf("the upgrade recorded changes up to %d (%v), want none", seq, err)
+	}
+	if err := s.GrantRole(ctx, 9, store.Role{Site: "y.example", Name: "editor"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RevokeRole(ctx, 8, store.Role{Name: "viewer"}); err != nil {
+		t.Fatal(err)
+	}
+	cs, err := s.ChangesSince(ctx, 0, 10)
+	if err != nil || len(cs) != 2 || cs[0].Subject != "9" || cs[1].Subject != "8" || cs[0].Kind != store.ChangeUser || cs[1].Kind != store.ChangeUser {
+		t.Errorf("changes after a grant and a revocation = %+v, %v", cs, err)
+	}
+}
+
+// TestUserRoleTriggers: the triggers on user_roles record a change of the
+// user for whatever writes the table, by hand too; deleting a user records
+// the change of each role it held with the user's own.
+func TestUserRoleTriggers(t *testing.T) {
+	ctx := t.Context()
+	s := openTemp(t)
+	for _, email := range []string{"a@example.org", "b@example.org"} {
+		if err := s.CreateUser(ctx, &store.User{Site: "x.example", Email: email, Roles: []store.Role{{Site: "x.example", Name: "r"}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seq, err := s.LatestChange(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subjects := func(what string, want ...string) {
+		t.Helper()
+		cs, err := s.ChangesSince(ctx, seq, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, c := range cs {
+			got = append(got, c.Kind+":"+c.Subject)
+			seq = c.Seq
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%s recorded %q, want %q", what, got, want)
+		}
+	}
+	if _, err := s.w.ExecContext(ctx, `UPDATE user_roles SET user_id = 2, role = 'q' WHERE user_id = 1`); err != nil {
+		t.Fatal(err)
+	}
+	subjects("moving a role to another user", "user:2", "user:1")
+	if _, err := s.w.ExecContext(ctx, `UPDATE user_roles SET role = 'p' WHERE user_id = 2 AND role = 'q'`); err != nil {
+		t.Fatal(err)
+	}
+	subjects("renaming a role", "user:2")
+	if _, err := s.w.ExecContext(ctx, `DELETE FROM users WHERE id = 2`); err != nil {
+		t.Fatal(err)
+	}
+	subjects("deleting a user with two roles", "user:2", "user:2", "user:2")
 }
 
 // TestLinkZeroValuesAreNull checks that a link's unset times and missing

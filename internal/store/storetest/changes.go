@@ -30,7 +30,25 @@ func testChanges(t *testing.T, s store.Store) {
 		t.Fatal(err)
 	}
 	if got, _ := s.ChangesSince(ctx, start, 100); len(got) != 0 {
-		t.Fatalf("creating and touching sessions recorded changes: %+v", got)
+		t.Fatalf("creating a user without roles and creating and touching sessions recorded changes: %+v", got)
+	}
+	// A user created with roles: holding a role is a grant, and every grant
+	// is a change of the user (see Roles), however it is made. Nothing can
+	// have cached a user that did not exist, so the change costs nothing.
+	seq := start
+	withRoles := mustCreateUser(t, s, "", "fan-roles@example.org", "viewer", "editor")
+	created, err := s.ChangesSince(ctx, seq, 100)
+	if err != nil {
+		t.Fatalf("ChangesSince: %v", err)
+	}
+	if len(created) == 0 {
+		t.Errorf("creating a user with roles recorded nothing, want changes of user %d", withRoles.ID)
+	}
+	for _, c := range created {
+		if c.Kind != store.ChangeUser || c.Subject != fmt.Sprint(withRoles.ID) || c.Seq <= seq {
+			t.Errorf("creating user %d with roles recorded %+v after seq %d", withRoles.ID, c, seq)
+		}
+		seq = c.Seq
 	}
 	l1 := mustCreateLink(t, s, u, "fan-link-1", 0, at(0))
 	l2 := mustCreateLink(t, s, u, "fan-link-2", 3, at(0))
@@ -49,7 +67,6 @@ func testChanges(t *testing.T, s store.Store) {
 		// The user's links_revoked_before and the one link still valid.
 		{func() error { return s.RevokeUserLinks(ctx, u.ID, at(5*time.Hour)) }, fmt.Sprintf("link:%s,user:%d", l2.JTI, u.ID)},
 	}
-	seq := start
 	for i, st := range steps {
 		if err := st.do(); err != nil {
 			t.Fatalf("step %d: %v", i, err)

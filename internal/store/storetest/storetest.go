@@ -29,6 +29,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Users", testUsers},
 		{"UserConflict", testUserConflict},
 		{"Roles", testRoles},
+		{"RoleDefs", testRoleDefs},
+		{"GrantRevokeRole", testGrantRevokeRole},
 		{"SetUserActive", testSetUserActive},
 		{"RecordLogin", testRecordLogin},
 		{"Sessions", testSessions},
