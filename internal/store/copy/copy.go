@@ -1,8 +1,9 @@
 // Package copy copies a whole latchkey store into another, SQLite to
 // PostgreSQL and back, keeping every row's id, so that the target is the
-// source: users, roles, invites, sessions, links, tickets, the audit trail
-// (still naming the right users), the mail outbox, throttle windows and
-// meta (but for a secret an older latchkey kept there).
+// source: users, the roles of each site and who holds them, invites,
+// sessions, links, tickets, the audit trail (still naming the right users),
+// the mail outbox, throttle windows and meta (but for a secret an older
+// latchkey kept there).
 //
 // It reads the source's tables through database/sql (SQLite) and pgx
 // (PostgreSQL) directly, not through the store interface, which does not
@@ -13,7 +14,8 @@
 // the target written in one transaction, which is committed only once every
 // table's row count matches the source's. The fan-out of revocations
 // (changes) is not copied: it only tells running gateways what to drop from
-// their caches.
+// their caches; nor is what the copy's own inserts record in the target's
+// (a role held is a grant to its triggers).
 //
 // The copy never moves the gateway's secret: SQLite keeps a generated one
 // in a file beside the database, and PostgreSQL gateways configure theirs.
@@ -278,6 +280,16 @@ func copyTables(ctx context.Context, src, dst engine, from, to Side, opts Option
 	if res.LegacySecret, err = src.legacySecret(ctx); err != nil {
 		return fmt.Errorf("source %s: %w", from, err)
 	}
+	// Inserting rows fires the target's triggers: a role copied into
+	// user_roles records a change of its user, which no gateway needs (the
+	// copy is not a grant). What the copy records is deleted before the
+	// commit, so that the target's changes go on from where they were.
+	var changesMark int64
+	if dtables["changes"] != nil {
+		if changesMark, err = dst.latestChange(ctx); err != nil {
+			return fmt.Errorf("target %s: %w", to, err)
+		}
+	}
 
 	for _, st := range order {
 		dt := dtables[st.name]
@@ -316,6 +328,11 @@ func copyTables(ctx context.Context, src, dst engine, from, to Side, opts Option
 			return fmt.Errorf("target %s: %w", to, err)
 		}
 		res.Tables = append(res.Tables, TableCount{Table: st.name, Source: want, Target: got})
+	}
+	if dtables["changes"] != nil {
+		if err := dst.dropChangesAfter(ctx, changesMark); err != nil {
+			return fmt.Errorf("target %s: %w", to, err)
+		}
 	}
 	var bad []string
 	for _, t := range res.Tables {

@@ -43,6 +43,11 @@ type engine interface {
 	wipe(ctx context.Context, tables []*table) error
 	insert(ctx context.Context, t *table, cols []column, src rowIter, conv func([]any) ([]any, error)) (int64, error)
 	raiseHighWater(ctx context.Context, t *table, hw int64) error
+	// latestChange is the newest id in changes; dropChangesAfter deletes
+	// the changes after it, which the copy's own inserts recorded (the
+	// triggers on user_roles record a grant per row).
+	latestChange(ctx context.Context) (int64, error)
+	dropChangesAfter(ctx context.Context, after int64) error
 	commit(ctx context.Context) error
 	close()
 }
@@ -229,6 +234,21 @@ func (e *sqliteEngine) wipe(ctx context.Context, tables []*table) error {
 	}
 	if _, err := e.tx.ExecContext(ctx, `DELETE FROM changes`); err != nil {
 		return fmt.Errorf("emptying changes: %w", err)
+	}
+	return nil
+}
+
+func (e *sqliteEngine) latestChange(ctx context.Context) (int64, error) {
+	var n int64
+	if err := e.tx.QueryRowContext(ctx, `SELECT coalesce(max(id), 0) FROM changes`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("reading changes: %w", err)
+	}
+	return n, nil
+}
+
+func (e *sqliteEngine) dropChangesAfter(ctx context.Context, after int64) error {
+	if _, err := e.tx.ExecContext(ctx, `DELETE FROM changes WHERE id > ?`, after); err != nil {
+		return fmt.Errorf("deleting the changes the copy recorded: %w", err)
 	}
 	return nil
 }
@@ -484,6 +504,23 @@ func (e *pgEngine) raiseHighWater(ctx context.Context, t *table, hw int64) error
 		quote(t.name), id, hw)
 	if err != nil {
 		return fmt.Errorf("setting the id sequence of %s: %w", t.name, err)
+	}
+	return nil
+}
+
+func (e *pgEngine) latestChange(ctx context.Context) (int64, error) {
+	var n int64
+	if err := e.tx.QueryRow(ctx, `SELECT coalesce(max(id), 0) FROM changes`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("reading changes: %w", err)
+	}
+	return n, nil
+}
+
+// dropChangesAfter: the triggers' NOTIFY is sent at commit all the same;
+// a gateway that hears it finds no change to follow.
+func (e *pgEngine) dropChangesAfter(ctx context.Context, after int64) error {
+	if _, err := e.tx.Exec(ctx, `DELETE FROM changes WHERE id > $1`, after); err != nil {
+		return fmt.Errorf("deleting the changes the copy recorded: %w", err)
 	}
 	return nil
 }

@@ -85,8 +85,9 @@ func (t *table) identity() string {
 var notCopied = map[string]bool{"schema_migrations": true, "changes": true}
 
 // preferred breaks ties in the dependency order, so that the copy goes
-// users, roles, invites, sessions, links, tickets, audit, outbox, …
-var preferred = []string{"meta", "users", "user_roles", "invites", "sessions", "links", "tickets", "audit", "outbox", "throttle"}
+// users, the roles of each site (roles), who holds them (user_roles),
+// invites, sessions, links, tickets, audit, outbox, …
+var preferred = []string{"meta", "users", "roles", "user_roles", "invites", "sessions", "links", "tickets", "audit", "outbox", "throttle"}
 
 func quote(name string) string { return `"` + strings.ReplaceAll(name, `"`, `""`) + `"` }
 
