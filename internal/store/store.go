@@ -335,6 +335,7 @@ type TicketFilter struct {
 type Store interface {
 	Meta
 	Users
+	Roles
 	Sessions
 	AuditLog
 	Invites
@@ -431,6 +432,36 @@ type Users interface {
 	SetUserActive(ctx context.Context, id int64, active bool) error
 	// RecordLogin moves the current login to last login and sets a new one.
 	RecordLogin(ctx context.Context, id int64, at time.Time, ip string) error
+}
+
+// RoleDef is a role that exists on a site: what `roles create` makes and
+// `roles list` shows. Granting a role needs its RoleDef (ops checks), so a
+// typo cannot grant a role no route requires.
+type RoleDef struct {
+	Site        string
+	Name        string
+	Description string
+	CreatedAt   time.Time
+	// Members is how many users hold the role; filled in by RoleDefs.
+	Members int
+}
+
+// Roles are the roles of each site and who holds them. Every grant and
+// revocation is a change of the user (see Changes), so that every gateway
+// drops the user's cached row and the next request sees the new roles.
+type Roles interface {
+	// CreateRole writes back CreatedAt if it was zero; a role that exists
+	// on the site is ErrConflict.
+	CreateRole(ctx context.Context, r *RoleDef) error
+	// RoleDefs lists the roles of site (every site's when site is ""), by
+	// site and name, with their member counts.
+	RoleDefs(ctx context.Context, site string) ([]RoleDef, error)
+	// GrantRole gives the user the role; granting one held already is not
+	// an error. A missing user is ErrNotFound.
+	GrantRole(ctx context.Context, userID int64, r Role) error
+	// RevokeRole takes the role from the user; ErrNotFound when the user
+	// did not hold it.
+	RevokeRole(ctx context.Context, userID int64, r Role) error
 }
 
 // Sessions are gateway sessions.
