@@ -189,6 +189,41 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 			return apiErr(err)
 		}
 		return reply(w, http.StatusOK, map[string]string{"result": msg})
+	case route(parts, r, http.MethodGet, "roles"):
+		rs, err := o.ListRoles(ctx, q.Get("site"))
+		if err != nil {
+			return apiErr(err)
+		}
+		return reply(w, http.StatusOK, rs)
+	case route(parts, r, http.MethodPost, "roles"):
+		var in ops.NewRole
+		if err := decode(r, &in); err != nil {
+			return err
+		}
+		out, err := o.CreateRole(ctx, in)
+		if err != nil {
+			return apiErr(err)
+		}
+		return reply(w, http.StatusCreated, out)
+	case route(parts, r, http.MethodPost, "users", "*", "roles"):
+		var in struct {
+			Role string `json:"role"`
+			Site string `json:"site"`
+		}
+		if err := decode(r, &in); err != nil {
+			return err
+		}
+		msg, err := o.AddRole(ctx, parts[1], in.Role, in.Site)
+		if err != nil {
+			return apiErr(err)
+		}
+		return reply(w, http.StatusOK, map[string]string{"result": msg})
+	case route(parts, r, http.MethodDelete, "users", "*", "roles", "*"):
+		msg, err := o.RemoveRole(ctx, parts[1], parts[3], q.Get("site"))
+		if err != nil {
+			return apiErr(err)
+		}
+		return reply(w, http.StatusOK, map[string]string{"result": msg})
 	case route(parts, r, http.MethodGet, "tickets"):
 		ts, err := o.Tickets(ctx, store.TicketFilter{Place: q.Get("place"), Purpose: q.Get("purpose"), State: q.Get("state")})
 		if err != nil {

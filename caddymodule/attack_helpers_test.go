@@ -133,6 +133,9 @@ type atkOpts struct {
 	aExtra, bExtra, cExtra string
 	// noSMTP leaves the mail server out: the staff page then shows codes.
 	noSMTP bool
+	// siteExtra, when set, adds what it returns to sites A and B (after
+	// aExtra, bExtra), given the site (its upstream is known by then).
+	siteExtra func(s *atkSite) string
 }
 
 func startAtkRig(t *testing.T, o atkOpts) *atkRig {
@@ -149,6 +152,10 @@ func startAtkRig(t *testing.T, o atkOpts) *atkRig {
 	r.B = &atkSite{label: "B", name: "localhost", port: pb, host: fmt.Sprintf("localhost:%d", pb), origin: fmt.Sprintf("http://localhost:%d", pb), up: newAtkUpstream(t, "B")}
 	r.C = &atkSite{label: "C", name: "shop", port: pc, host: fmt.Sprintf("a.example.test:%d", pc), origin: fmt.Sprintf("http://a.example.test:%d", pc), up: newAtkUpstream(t, "C")}
 	up := func(s *atkSite) string { return strings.TrimPrefix(s.up.URL, "http://") }
+	if o.siteExtra != nil {
+		o.aExtra += "\n" + o.siteExtra(r.A)
+		o.bExtra += "\n" + o.siteExtra(r.B)
+	}
 	cfg := fmt.Sprintf(`{
 	admin %s
 	auto_https off
@@ -202,11 +209,13 @@ http://127.0.0.1:%d {
 }
 
 http://localhost:%d {
-	latchkey {
-		invite
-		link
+	handle {
+		latchkey {
+			invite
+			link
+		}
+		reverse_proxy %s
 	}
-	reverse_proxy %s
 	%s
 }
 

@@ -284,6 +284,27 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if _, err := site.ParseOrigin(h.Origin); err != nil {
 				return d.Err(err.Error())
 			}
+		case "require":
+			// require role <name>...: one of them; several lines: all.
+			if !d.NextArg() || d.Val() != "role" {
+				return d.Err("require: want `require role <name>...`")
+			}
+			names := d.RemainingArgs()
+			if len(names) == 0 {
+				return d.Err("require role: name at least one role")
+			}
+			h.RequireRoles = append(h.RequireRoles, names)
+		case "forward":
+			fs := d.RemainingArgs()
+			if len(fs) == 0 {
+				return d.Err("forward: want email and/or name")
+			}
+			for _, f := range fs {
+				if f != "email" && f != "name" {
+					return d.Errf("forward %q: want email or name", f)
+				}
+			}
+			h.Forward = append(h.Forward, fs...)
 		case "login_url":
 			if err := oneArg(d, &h.LoginURL); err != nil {
 				return err

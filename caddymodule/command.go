@@ -190,7 +190,7 @@ func buildCommand(cmd *cobra.Command) {
 	alist.Flags().Int("limit", 100, "At most this many records")
 	auditCmd.AddCommand(alist)
 
-	cmd.AddCommand(users, sessions, auditCmd, invitesCommand(), linksCommand(), ticketsCommand(), mailCommand())
+	cmd.AddCommand(users, rolesCommand(), sessions, auditCmd, invitesCommand(), linksCommand(), ticketsCommand(), mailCommand())
 	cmd.AddCommand(storeCommand())
 }
 

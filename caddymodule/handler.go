@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -57,6 +58,13 @@ type Handler struct {
 	Link *LinkConfig `json:"link,omitempty"`
 	// One-shot tickets: with pairs, the route requires a ticket.
 	Tickets *TicketsConfig `json:"tickets,omitempty"`
+	// Roles the user must hold on the route's site: one of each entry (a
+	// Caddyfile `require role a b` line is the entry [a b]). Requests
+	// without a user, or whose user falls short, get 403 (missing_role).
+	RequireRoles [][]string `json:"require_roles,omitempty"`
+	// Forward names more about the user for the upstream: "email"
+	// (X-User-Email), "name" (X-User-Name). Roles (X-User-Roles) always go.
+	Forward []string `json:"forward,omitempty"`
 
 	gate *gate.Gate
 }
@@ -236,6 +244,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Link:          lc,
 		Tickets:       tc,
 		Sessions:      h.Tickets == nil || len(h.Tickets.Accept) == 0 || h.Tickets.also("session"),
+		RequireRoles:  h.RequireRoles,
+		ForwardEmail:  slices.Contains(h.Forward, "email"),
+		ForwardName:   slices.Contains(h.Forward, "name"),
 	}, deps)
 	return nil
 }
@@ -269,6 +280,24 @@ func (h *Handler) Validate() error {
 	if h.Origin != "" {
 		if _, err := site.ParseOrigin(h.Origin); err != nil {
 			return err
+		}
+	}
+	for _, anyOf := range h.RequireRoles {
+		if len(anyOf) == 0 {
+			return errors.New("require role: name at least one role")
+		}
+		for _, r := range anyOf {
+			if _, err := ops.ParseRole("site", r); err != nil || strings.Contains(r, "@") {
+				return fmt.Errorf("require role %q: a role name is lower-case letters, digits, '-' or '_' (the route's site is implied)", r)
+			}
+		}
+	}
+	if len(h.RequireRoles) > 0 && h.Tickets != nil && len(h.Tickets.Accept) > 0 && !h.Tickets.also("session") {
+		return errors.New("require role: this route admits ticket holders, who have no user to hold a role; require roles on another route, or add `also session` to tickets")
+	}
+	for _, f := range h.Forward {
+		if f != "email" && f != "name" {
+			return fmt.Errorf("forward %q: want email or name", f)
 		}
 	}
 	if _, err := h.newSite(); err != nil {

@@ -29,8 +29,15 @@ import (
 const (
 	DefaultUserHeader    = "X-User-ID"
 	DefaultSessionHeader = "X-Session-ID"
-	DefaultCookieName    = "latchkey_session"
-	DefaultPrefix        = "/.latchkey/"
+	// RolesHeader carries the user's roles on the route's site,
+	// comma-separated, whenever there are any; EmailHeader and NameHeader
+	// carry the user's address and name on routes that forward them. No
+	// client copy of any of them reaches the upstream.
+	RolesHeader       = "X-User-Roles"
+	EmailHeader       = "X-User-Email"
+	NameHeader        = "X-User-Name"
+	DefaultCookieName = "latchkey_session"
+	DefaultPrefix     = "/.latchkey/"
 )
 
 // Placeholders set for an accepted request, for reverse_proxy's header_up,
@@ -40,7 +47,11 @@ const (
 	VarUserID    = "http.auth.user.id"
 	VarUserEmail = "http.auth.user.email"
 	VarSessionID = "latchkey.session.id"
-	VarLinkJTI   = "latchkey.link.jti"
+	VarUserRoles = "latchkey.user.roles"
+	// ReasonMissingRole refuses a user who lacks a role the route requires.
+	ReasonMissingRole = "missing_role"
+	VarUserName       = "latchkey.user.name"
+	VarLinkJTI        = "latchkey.link.jti"
 	// VarLinkData prefixes each key of a link's data.
 	VarLinkData = "latchkey.link.data."
 	// VarReason is the reason of a refusal, for handle_errors.
@@ -74,6 +85,13 @@ type Config struct {
 	// Sessions makes the route accept the session cookie. On a ticket
 	// route it is off unless the config says so.
 	Sessions bool
+	// RequireRoles: the user must hold, on the route's site, one role of
+	// each entry (an entry is one `require role a b` line: a or b). A
+	// request without a user, or whose user falls short, is refused 403
+	// (missing_role) before it reaches the upstream.
+	RequireRoles [][]string
+	// ForwardEmail and ForwardName send EmailHeader and NameHeader.
+	ForwardEmail, ForwardName bool
 }
 
 func (c Config) withDefaults() Config {

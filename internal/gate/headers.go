@@ -25,7 +25,7 @@ var RouteOverrides = []string{
 // (which an upstream may read whatever the route is configured to send),
 // and the route overrides.
 func IdentityHeaders(names ...string) []string {
-	out := append([]string{DefaultUserHeader, DefaultSessionHeader}, RouteOverrides...)
+	out := append([]string{DefaultUserHeader, DefaultSessionHeader, RolesHeader, EmailHeader, NameHeader}, RouteOverrides...)
 	return append(out, names...)
 }
 
@@ -197,4 +197,17 @@ func removeCookie(h http.Header, name string) {
 		return
 	}
 	h["Cookie"] = out
+}
+
+// headerText is text of a user's own (a name) as a header value: control
+// characters become spaces and non-ASCII is escaped as in JSON (\u00e9),
+// so that no header handling on the way can mangle or split it.
+func headerText(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c < 0x20 || c == 0x7f {
+			b[i] = ' '
+		}
+	}
+	return escapeNonASCII(b)
 }

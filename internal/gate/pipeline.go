@@ -3,10 +3,15 @@ package gate
 import (
 	"bufio"
 	"context"
+	"errors"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/latchkeyhq/latchkey/internal/store"
 )
@@ -180,7 +185,15 @@ func (g *Gate) run(rq *Request, c Credential, next Next) error {
 		return err
 	}
 
-	g.identify(rq, out)
+	u, refusal := g.user(rq, out)
+	if refusal != nil {
+		if out.Finish != nil {
+			// A credential used up on the way is finished as refused.
+			out.Finish(refusal.Status, g.d.Now().Sub(rq.Start))
+		}
+		return g.refuse(rq, refusal)
+	}
+	g.identify(rq, out, u)
 	sw := &statusWriter{ResponseWriter: rq.W}
 	up := g.d.Now()
 	err := next(sw, r)
@@ -210,17 +223,51 @@ func (g *Gate) run(rq *Request, c Credential, next Next) error {
 	return err
 }
 
+// user reads the request's user, when it has one, from the cache that
+// follows the store's changes (so a role taken away holds within a
+// second), and applies the route's role requirement.
+func (g *Gate) user(rq *Request, out Outcome) (*store.User, *Refusal) {
+	var u *store.User
+	if out.UserID != 0 {
+		var err error
+		if u, err = g.linkUser(rq.R.Context(), out.UserID); err != nil && !errors.Is(err, store.ErrNotFound) {
+			g.d.Logger.Error("looking up the request's user", zap.Int64("user", out.UserID), zap.Error(err))
+			return nil, storeError().Refused
+		}
+	}
+	for _, anyOf := range g.cfg.RequireRoles {
+		if u == nil || !slices.ContainsFunc(anyOf, func(role string) bool { return u.HasRole(g.site.Name, role) }) {
+			return nil, &Refusal{Status: http.StatusForbidden, Reason: ReasonMissingRole, Free: true}
+		}
+	}
+	return u, nil
+}
+
 // identify sets the identity the upstream sees: only what the credential
 // vouched for, never a client's copy (begin removed those).
-func (g *Gate) identify(rq *Request, out Outcome) {
+func (g *Gate) identify(rq *Request, out Outcome, u *store.User) {
 	r := rq.R
 	for k, v := range out.Header {
 		r.Header[http.CanonicalHeaderKey(k)] = v
 	}
-	var uid string
+	var uid, roles string
 	if out.UserID != 0 {
 		uid = strconv.FormatInt(out.UserID, 10)
 		r.Header[g.userKey] = []string{uid}
+	}
+	if u != nil {
+		if rs := u.RolesOn(g.site.Name); len(rs) > 0 {
+			roles = strings.Join(rs, ",")
+			r.Header[RolesHeader] = []string{roles}
+		}
+		if g.cfg.ForwardEmail && u.Email != "" {
+			r.Header[EmailHeader] = []string{u.Email}
+		}
+		if g.cfg.ForwardName && u.Name != "" {
+			// Names are the user's own text: non-ASCII is escaped as in
+			// link data, so that it survives any header handling.
+			r.Header[NameHeader] = []string{headerText(u.Name)}
+		}
 	}
 	if out.SessionID != "" {
 		r.Header[g.sessKey] = []string{out.SessionID}
@@ -233,6 +280,11 @@ func (g *Gate) identify(rq *Request, out Outcome) {
 		}
 		if out.SessionID != "" {
 			v.Set(VarSessionID, out.SessionID)
+		}
+		if u != nil {
+			v.Set(VarUserRoles, roles)
+			v.Set(VarUserEmail, u.Email)
+			v.Set(VarUserName, u.Name)
 		}
 		for k, val := range out.Vars {
 			v.Set(k, val)

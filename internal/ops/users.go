@@ -41,6 +41,9 @@ func (o *Ops) AddUser(ctx context.Context, in NewUser) (*store.User, error) {
 		}
 		u.Roles = append(u.Roles, role)
 	}
+	if err := o.ensureRoles(ctx, u.Roles); err != nil {
+		return nil, fmt.Errorf("adding user %s: %w", email, err)
+	}
 	if err := o.Store.CreateUser(ctx, u); err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			return nil, fmt.Errorf("adding user %s on site %q: %w", u.Email, u.Site, store.ErrConflict)

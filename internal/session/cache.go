@@ -169,6 +169,9 @@ type rowReader interface {
 // revocation of a user's links). The user returned may be shared: do not
 // modify it.
 func (c *Cache) User(ctx context.Context, st rowReader, id int64, now time.Time) (*store.User, error) {
+	if c == nil {
+		return st.User(ctx, id)
+	}
 	return readThrough(c, c.users, id, now, func() (*store.User, error) { return st.User(ctx, id) })
 }
 
@@ -177,6 +180,9 @@ func (c *Cache) User(ctx context.Context, st rowReader, id int64, now time.Time)
 // remembered: its first use creates one. The link returned may be shared:
 // do not modify it.
 func (c *Cache) Link(ctx context.Context, st rowReader, jti string, now time.Time) (*store.Link, error) {
+	if c == nil {
+		return st.Link(ctx, jti)
+	}
 	return readThrough(c, c.links, jti, now, func() (*store.Link, error) { return st.Link(ctx, jti) })
 }
 

@@ -1,0 +1,146 @@
+package caddymodule_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/latchkeyhq/latchkey/caddymodule"
+	"github.com/latchkeyhq/latchkey/internal/store"
+)
+
+// TestRequireRole: through a real Caddy with three sites on one store, a
+// route with `require role staff` admits a user holding staff on its site
+// and refuses (403, audited missing_role) a user without it, a user whose
+// staff role is on another site, and a ticket-less request; the upstream
+// gets X-User-Roles (and, with `forward email name`, X-User-Email and
+// X-User-Name), never a client's copy; a role taken away or granted with
+// the CLI holds within a second.
+func TestRequireRole(t *testing.T) {
+	r := startAtkRig(t, atkOpts{noSMTP: true, siteExtra: func(s *atkSite) string {
+		return fmt.Sprintf(`handle /staff/* {
+		latchkey {
+			require role staff admin
+			forward email name
+		}
+		reverse_proxy %s
+	}`, strings.TrimPrefix(s.up.URL, "http://"))
+	}})
+
+	r.cli("roles", "create", "staff", "--site", r.A.name, "--description", "Back office")
+	r.cli("roles", "create", "staff", "--site", r.B.name)
+	staff := &store.User{Site: r.A.name, Email: "ada@example.com", Name: "Ada Lovelace\r\nX-Evil: 1", Active: true}
+	if err := r.st.CreateUser(t.Context(), staff); err != nil {
+		t.Fatal(err)
+	}
+	r.cli("roles", "add", fmt.Sprint(staff.ID), "staff")
+	plain := r.user(r.A.name, "bob@example.com")
+	// Known on every site, staff on A only.
+	roaming := r.user("", "eve@example.com")
+	r.cli("roles", "add", fmt.Sprint(roaming.ID), "staff@"+r.A.name)
+
+	var listed []struct {
+		Site, Name, Description string
+		Members                 int
+	}
+	if err := json.Unmarshal([]byte(r.cli("roles", "list", "--json")), &listed); err != nil {
+		t.Fatal(err)
+	}
+	if len(listed) != 2 || listed[0].Members+listed[1].Members != 2 {
+		t.Errorf("roles list = %+v, want staff on two sites, two members in all", listed)
+	}
+
+	staffCookie, _ := r.session(r.A.name, staff)
+	plainCookie, _ := r.session(r.A.name, plain)
+	roamingOnB, _ := r.session(r.B.name, roaming)
+	roamingOnA, _ := r.session(r.A.name, roaming)
+
+	forged := []string{"X-User-Roles", "admin", "X-User-Email", "root@example.com", "X-User-Name", "root", "X_User_Roles", "admin"}
+	get := func(s *atkSite, cookie string) atkResp {
+		t.Helper()
+		hdr := append([]string{"Cookie", "latchkey_session=" + cookie}, forged...)
+		return s.get(t, "/staff/page", hdr...)
+	}
+
+	before := r.A.up.count()
+	if resp := get(r.A, staffCookie); resp.StatusCode != http.StatusOK {
+		t.Fatalf("staff user on A: %d, want 200", resp.StatusCode)
+	}
+	seen := r.A.up.last(t)
+	if got := seen.Header.Get("X-User-Roles"); got != "staff" {
+		t.Errorf("X-User-Roles upstream = %q, want staff (and no forged copy)", got)
+	}
+	if got := seen.Header.Values("X-User-Email"); len(got) != 1 || got[0] != "ada@example.com" {
+		t.Errorf("X-User-Email upstream = %q", got)
+	}
+	if got := seen.Header.Get("X-User-Name"); got != "Ada Lovelace  X-Evil: 1" || seen.Header.Get("X-Evil") != "" {
+		t.Errorf("X-User-Name upstream = %q (X-Evil %q), want the name on one line", got, seen.Header.Get("X-Evil"))
+	}
+	for k := range seen.Header {
+		if strings.EqualFold(strings.ReplaceAll(k, "_", "-"), "X-User-Roles") && k != "X-User-Roles" {
+			t.Errorf("a client's %s reached the upstream", k)
+		}
+	}
+	// A route that forwards nothing more, a user with no roles: no copy of
+	// the client's reaches the upstream, in any spelling.
+	if resp := r.A.get(t, "/page", append([]string{"Cookie", "latchkey_session=" + plainCookie}, forged...)...); resp.StatusCode != http.StatusOK {
+		t.Fatalf("plain user on A's default route: %d", resp.StatusCode)
+	}
+	for k, v := range r.A.up.last(t).Header {
+		if n := strings.ToLower(strings.ReplaceAll(k, "_", "-")); n == "x-user-roles" || n == "x-user-email" || n == "x-user-name" {
+			t.Errorf("a client's %s: %q reached the upstream", k, v)
+		}
+	}
+	before++
+	if resp := get(r.A, roamingOnA); resp.StatusCode != http.StatusOK {
+		t.Errorf("staff@A user known everywhere, on A: %d, want 200", resp.StatusCode)
+	}
+	for _, c := range []struct {
+		name   string
+		site   *atkSite
+		cookie string
+	}{{"user without the role", r.A, plainCookie}, {"staff on A, on B", r.B, roamingOnB}, {"no session", r.A, "none"}} {
+		resp := get(c.site, c.cookie)
+		want := http.StatusForbidden
+		if c.cookie == "none" {
+			want = http.StatusUnauthorized
+		}
+		if resp.StatusCode != want {
+			t.Errorf("%s: %d, want %d", c.name, resp.StatusCode, want)
+		}
+	}
+	if n := r.A.up.count() - before; n != 2 {
+		t.Errorf("the upstream of A got %d requests, want the 2 admitted", n)
+	}
+	r.waitRefusal(t, r.A, "/staff/page", "missing_role")
+	r.waitRefusal(t, r.B, "/staff/page", "missing_role")
+
+	// Taken away with the CLI (another process, as far as the gateway
+	// knows): refused within a second; granted again: admitted.
+	r.cli("roles", "remove", fmt.Sprint(staff.ID), "staff")
+	waitStatus(t, func() int { return get(r.A, staffCookie).StatusCode }, http.StatusForbidden)
+	r.cli("roles", "add", "ada@example.com", "staff", "--site", r.A.name)
+	waitStatus(t, func() int { return get(r.A, staffCookie).StatusCode }, http.StatusOK)
+	if out, err := caddymodule.RunCLI("roles", "add", fmt.Sprint(plain.ID), "staf", "--config", r.cfgPath, "--adapter", "caddyfile"); err == nil {
+		t.Errorf("granting a role that does not exist succeeded: %s", out)
+	}
+}
+
+// waitStatus polls until get answers want, for at most a second.
+func waitStatus(t *testing.T, get func() int, want int) {
+	t.Helper()
+	start := time.Now()
+	for {
+		got := get()
+		if got == want {
+			return
+		}
+		if time.Since(start) > time.Second {
+			t.Fatalf("still %d after %v, want %d", got, time.Since(start), want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
