@@ -10,6 +10,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/latchkeyhq/latchkey/internal/gate"
@@ -371,7 +372,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		env.ErrorRoutes = true
 	}
 	if repl != nil {
-		env.Vars = repl
+		extra, _ := ctx.Value(caddyhttp.ExtraLogFieldsCtxKey).(*caddyhttp.ExtraLogFields)
+		env.Vars = logVars{repl, extra}
 	}
 	err := h.gate.ServeHTTP(w, r, env, next.ServeHTTP)
 	var rf *gate.Refusal
@@ -380,6 +382,23 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return caddyhttp.Error(rf.Status, rf)
 	}
 	return err
+}
+
+// logVars are Caddy's placeholders, and the session id also goes into the
+// access log beside the user_id Caddy logs from {http.auth.user.id}, so
+// that a request in the log can be traced to the session that made it.
+type logVars struct {
+	repl  *caddy.Replacer
+	extra *caddyhttp.ExtraLogFields
+}
+
+func (v logVars) Set(name string, value any) {
+	v.repl.Set(name, value)
+	if name == gate.VarSessionID && v.extra != nil {
+		if id, ok := value.(string); ok {
+			v.extra.Set(zap.String("session_id", id))
+		}
+	}
 }
 
 func errorStatus(err error) int {

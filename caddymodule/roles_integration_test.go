@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -142,5 +144,41 @@ func waitStatus(t *testing.T, get func() int, want int) {
 			t.Fatalf("still %d after %v, want %d", got, time.Since(start), want)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestAccessLogNamesUserAndSession: Caddy's access log line for a request
+// let through with a session has the user's id (user_id, which Caddy logs
+// from {http.auth.user.id}) and the session's public id (session_id).
+func TestAccessLogNamesUserAndSession(t *testing.T) {
+	logPath := filepath.Join(t.TempDir(), "access.log")
+	r := startAtkRig(t, atkOpts{noSMTP: true, aExtra: fmt.Sprintf("log {\n\t\toutput file %s\n\t\tformat json\n\t}", logPath)})
+	u := r.user(r.A.name, "log@example.com")
+	cookie, sess := r.session(r.A.name, u)
+	if resp := r.A.get(t, "/traced", "Cookie", "latchkey_session="+cookie); resp.StatusCode != http.StatusOK {
+		t.Fatalf("session request: %d", resp.StatusCode)
+	}
+	var found bool
+	for deadline := time.Now().Add(5 * time.Second); !found && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		b, _ := os.ReadFile(logPath)
+		for line := range strings.SplitSeq(string(b), "\n") {
+			var entry struct {
+				UserID    string `json:"user_id"`
+				SessionID string `json:"session_id"`
+				Request   struct {
+					URI string `json:"uri"`
+				} `json:"request"`
+			}
+			if json.Unmarshal([]byte(line), &entry) != nil || entry.Request.URI != "/traced" {
+				continue
+			}
+			found = true
+			if entry.UserID != fmt.Sprint(u.ID) || entry.SessionID != sess.ID {
+				t.Errorf("access log: user_id %q session_id %q, want %d and %s", entry.UserID, entry.SessionID, u.ID, sess.ID)
+			}
+		}
+	}
+	if !found {
+		t.Fatal("no access log line for the request")
 	}
 }
