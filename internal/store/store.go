@@ -154,11 +154,21 @@ const (
 // AuditFilter selects audit events; zero fields do not filter.
 type AuditFilter struct {
 	Since        time.Time
+	Until        time.Time // records before it (exclusive); zero: no bound
 	CredentialID string
 	UserID       int64
 	Kind         string
 	Outcome      string
-	Limit        int
+	Reason       string
+	ClientIP     string
+	SessionID    string
+	// Hosts: records whose host (without its port) is one of these; a
+	// site's hosts, for `audit list --site`.
+	Hosts []string
+	// BeforeID continues a listing: records older than the record with
+	// this id (in the listing's order: time, then id, newest first).
+	BeforeID int64
+	Limit    int
 }
 
 // SessionFilter selects sessions; zero fields do not filter.
