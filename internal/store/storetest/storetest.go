@@ -45,6 +45,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Throttles", testThrottles},
 		{"Audit", testAudit},
 		{"AuditFilter", testAuditFilter},
+		{"AuditQuery", testAuditQuery},
 		{"AuditDefaultLimit", testAuditDefaultLimit},
 		{"Secret", testSecret},
 		{"DeleteSecret", testDeleteSecret},
