@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"github.com/jackc/pgx/v5"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/latchkeyhq/latchkey/internal/store"
@@ -195,8 +196,12 @@ func (s *Store) Audit(ctx context.Context, f store.AuditFilter) ([]store.AuditEv
 	if f.UserID != 0 {
 		w.add(`user_id = ?`, f.UserID)
 	}
+	if !f.Until.IsZero() {
+		w.add(`time < ?`, f.Until.UnixNano())
+	}
 	for _, c := range []struct{ cond, val string }{
 		{`credential_id = ?`, f.CredentialID}, {`kind = ?`, f.Kind}, {`outcome = ?`, f.Outcome},
+		{`reason = ?`, f.Reason}, {`client_ip = ?`, f.ClientIP}, {`session_id = ?`, f.SessionID},
 	} {
 		if c.val != "" {
 			if !storable(c.val) {
@@ -204,6 +209,24 @@ func (s *Store) Audit(ctx context.Context, f store.AuditFilter) ([]store.AuditEv
 			}
 			w.add(c.cond, c.val)
 		}
+	}
+	if len(f.Hosts) > 0 {
+		var conds []string
+		var args []any
+		for _, h := range f.Hosts {
+			if !storable(h) {
+				continue
+			}
+			conds = append(conds, `host = ? OR host LIKE ? ESCAPE '\'`)
+			args = append(args, h, likePrefix(h+":"))
+		}
+		if len(conds) == 0 {
+			return nil, nil
+		}
+		w.addAll("("+strings.Join(conds, " OR ")+")", args...)
+	}
+	if f.BeforeID != 0 {
+		w.addAll(`(time, id) < (SELECT time, id FROM audit WHERE id = ?)`, f.BeforeID)
 	}
 	limit := f.Limit
 	if limit <= 0 {
@@ -227,4 +250,10 @@ func (s *Store) Audit(ctx context.Context, f store.AuditFilter) ([]store.AuditEv
 		e.Count = int64(count)
 		return nil
 	})
+}
+
+// likePrefix is a LIKE pattern (escape '\\') matching what starts with p.
+func likePrefix(p string) string {
+	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+	return r.Replace(p) + "%"
 }

@@ -385,6 +385,15 @@ func (w *where) add(cond string, arg any) {
 	w.conds = append(w.conds, strings.Replace(cond, "?", "$"+strconv.Itoa(len(w.args)), 1))
 }
 
+// addAll is add for a condition with several placeholders, in order.
+func (w *where) addAll(cond string, args ...any) {
+	for _, a := range args {
+		w.args = append(w.args, a)
+		cond = strings.Replace(cond, "?", "$"+strconv.Itoa(len(w.args)), 1)
+	}
+	w.conds = append(w.conds, cond)
+}
+
 // sql is " WHERE a AND b", or "" without conditions.
 func (w *where) sql() string {
 	if len(w.conds) == 0 {

@@ -170,6 +170,32 @@ func (s *Store) Audit(ctx context.Context, f store.AuditFilter) ([]store.AuditEv
 		q.WriteString(` AND outcome = ?`)
 		args = append(args, f.Outcome)
 	}
+	if !f.Until.IsZero() {
+		q.WriteString(` AND time < ?`)
+		args = append(args, f.Until.UnixNano())
+	}
+	for _, c := range []struct{ col, val string }{{"reason", f.Reason}, {"client_ip", f.ClientIP}, {"session_id", f.SessionID}} {
+		if c.val != "" {
+			q.WriteString(` AND ` + c.col + ` = ?`)
+			args = append(args, c.val)
+		}
+	}
+	if len(f.Hosts) > 0 {
+		q.WriteString(` AND (`)
+		for i, h := range f.Hosts {
+			if i > 0 {
+				q.WriteString(` OR `)
+			}
+			// The host as recorded, with or without a port.
+			q.WriteString(`host = ? OR host LIKE ? ESCAPE '\'`)
+			args = append(args, h, likePrefix(h+":"))
+		}
+		q.WriteString(`)`)
+	}
+	if f.BeforeID != 0 {
+		q.WriteString(` AND (time, id) < (SELECT time, id FROM audit WHERE id = ?)`)
+		args = append(args, f.BeforeID)
+	}
 	limit := f.Limit
 	if limit <= 0 {
 		limit = defaultAuditLimit
@@ -202,4 +228,10 @@ func (s *Store) Audit(ctx context.Context, f store.AuditFilter) ([]store.AuditEv
 		return nil, fmt.Errorf("reading audit %+v: %w", f, err)
 	}
 	return out, nil
+}
+
+// likePrefix is a LIKE pattern (escape '\\') matching what starts with p.
+func likePrefix(p string) string {
+	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+	return r.Replace(p) + "%"
 }
