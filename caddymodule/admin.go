@@ -252,17 +252,49 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		}
 		return reply(w, http.StatusOK, map[string]string{"revoked": parts[1]})
 	case route(parts, r, http.MethodGet, "audit"):
-		aq := ops.AuditQuery{Since: q.Get("since"), User: q.Get("user"), Kind: q.Get("kind"), Outcome: q.Get("outcome")}
-		if l := q.Get("limit"); l != "" {
-			n, err := strconv.Atoi(l)
-			if err != nil {
-				return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("limit: %q is not a number", l)}
+		aq := ops.AuditQuery{Since: q.Get("since"), User: q.Get("user"), Kind: q.Get("kind"), Outcome: q.Get("outcome"),
+			Reason: q.Get("reason"), IP: q.Get("ip"), Session: q.Get("session"), Site: q.Get("site")}
+		for _, p := range []struct {
+			name string
+			dst  *int64
+		}{{"limit", nil}, {"before", &aq.Before}} {
+			v := q.Get(p.name)
+			if v == "" {
+				continue
 			}
-			aq.Limit = n
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("%s: %q is not a number", p.name, v)}
+			}
+			if p.dst != nil {
+				*p.dst = n
+			} else {
+				aq.Limit = int(n)
+			}
+		}
+		if f := q.Get("format"); f != "" {
+			// The whole selection, streamed: any size.
+			ct := "application/jsonl"
+			if f == "csv" {
+				ct = "text/csv; charset=utf-8"
+			}
+			w.Header().Set("Content-Type", ct)
+			if _, err := o.ExportAudit(ctx, aq, f, w); err != nil {
+				return apiErr(err)
+			}
+			return nil
 		}
 		evs, err := o.Audit(ctx, aq)
 		if err != nil {
 			return apiErr(err)
+		}
+		// The cursor for the next page, when this one is full.
+		limit := aq.Limit
+		if limit <= 0 {
+			limit = 100
+		}
+		if len(evs) == limit {
+			w.Header().Set("X-Latchkey-Next-Before", strconv.FormatInt(evs[len(evs)-1].ID, 10))
 		}
 		return reply(w, http.StatusOK, ops.ToJSON(evs, ops.ToAuditJSON))
 	case route(parts, r, http.MethodGet, "mail"):

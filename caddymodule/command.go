@@ -165,17 +165,12 @@ func buildCommand(cmd *cobra.Command) {
 
 	auditCmd := &cobra.Command{Use: "audit", Short: "Reads the audit trail"}
 	alist := &cobra.Command{
-		Use:   "list [--since 1h] [--user <email|id>] [--kind <kind>] [--outcome accepted|refused] [--limit N]",
-		Short: "Lists audit records, newest first",
+		Use:   "list [--since 1h] [--user <email|id>] [--kind <kind>] [--outcome accepted|refused] [--reason <reason>] [--ip <address>] [--session <id>] [--site <site>] [--before <id>] [--limit N]",
+		Short: "Lists audit records, newest first (--before the last id shown for the next page)",
 		Args:  cobra.NoArgs,
 		RunE: withOps(func(c *cobra.Command, o *ops.Ops, _ []string) error {
-			f := c.Flags()
-			var q ops.AuditQuery
-			q.Since, _ = f.GetString("since")
-			q.User, _ = f.GetString("user")
-			q.Kind, _ = f.GetString("kind")
-			q.Outcome, _ = f.GetString("outcome")
-			q.Limit, _ = f.GetInt("limit")
+			q := auditQueryFlags(c)
+			q.Limit, _ = c.Flags().GetInt("limit")
 			evs, err := o.Audit(c.Context(), q)
 			if err != nil {
 				return err
@@ -183,12 +178,21 @@ func buildCommand(cmd *cobra.Command) {
 			return printAudit(c, evs)
 		}),
 	}
-	alist.Flags().String("since", "", "Only records newer than this, e.g. 15m, 1h, 7d")
-	alist.Flags().String("user", "", "Only this user's records")
-	alist.Flags().String("kind", "", "Only this credential kind: session, invite, ticket, link")
-	alist.Flags().String("outcome", "", "Only accepted or refused")
+	addAuditQueryFlags(alist)
 	alist.Flags().Int("limit", 100, "At most this many records")
-	auditCmd.AddCommand(alist)
+	aexport := &cobra.Command{
+		Use:   "export --format jsonl|csv [--since 7d] [filters as for list]",
+		Short: "Writes every record the filters select to stdout, newest first, as JSON Lines or CSV",
+		Args:  cobra.NoArgs,
+		RunE: withOps(func(c *cobra.Command, o *ops.Ops, _ []string) error {
+			format, _ := c.Flags().GetString("format")
+			_, err := o.ExportAudit(c.Context(), auditQueryFlags(c), format, c.OutOrStdout())
+			return err
+		}),
+	}
+	addAuditQueryFlags(aexport)
+	aexport.Flags().String("format", "jsonl", "jsonl or csv")
+	auditCmd.AddCommand(alist, aexport)
 
 	cmd.AddCommand(users, rolesCommand(), sessions, auditCmd, invitesCommand(), linksCommand(), ticketsCommand(), mailCommand())
 	cmd.AddCommand(storeCommand())
@@ -825,4 +829,32 @@ func parseData(s string) (map[string]any, error) {
 		return nil, fmt.Errorf("data: %q is not a JSON object: %v", s, err)
 	}
 	return m, nil
+}
+
+func addAuditQueryFlags(c *cobra.Command) {
+	f := c.Flags()
+	f.String("since", "", "Only records newer than this: a duration (15m, 1h, 7d) or an RFC 3339 time")
+	f.String("user", "", "Only this user's records")
+	f.String("kind", "", "Only this credential kind: session, invite, ticket, link")
+	f.String("outcome", "", "Only accepted or refused")
+	f.String("reason", "", "Only this reason (e.g. missing_role, revoked, bad_password)")
+	f.String("ip", "", "Only this client address")
+	f.String("session", "", "Only this session's records")
+	f.String("site", "", "Only this site's records (its hosts)")
+	f.Int64("before", 0, "Only records older than the one with this id (the next page)")
+}
+
+func auditQueryFlags(c *cobra.Command) ops.AuditQuery {
+	f := c.Flags()
+	var q ops.AuditQuery
+	q.Since, _ = f.GetString("since")
+	q.User, _ = f.GetString("user")
+	q.Kind, _ = f.GetString("kind")
+	q.Outcome, _ = f.GetString("outcome")
+	q.Reason, _ = f.GetString("reason")
+	q.IP, _ = f.GetString("ip")
+	q.Session, _ = f.GetString("session")
+	q.Site, _ = f.GetString("site")
+	q.Before, _ = f.GetInt64("before")
+	return q
 }
