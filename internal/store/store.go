@@ -353,7 +353,65 @@ type Store interface {
 	Tickets
 	Changes
 	Throttles
-	Outbox // the mail outbox, outbox.go
+	Outbox    // the mail outbox, outbox.go
+	Retention // the janitor's deletions and blanking
+}
+
+// RetainPolicy is what one retention run removes. Each cut is a time: what
+// is older goes, what is as old or newer stays; a zero cut removes nothing
+// of its kind.
+type RetainPolicy struct {
+	// SessionsEndedBefore: sessions that expired or were revoked before it
+	// are deleted. Deleting a session records a change (see Changes), so
+	// every gateway drops it from its cache.
+	SessionsEndedBefore time.Time
+	// IPsBefore: IP addresses recorded before it are blanked: a session's
+	// (recorded when it started, CreatedAt), a user's current and last
+	// login's (each by its own time) and an audit record's (by its Time).
+	// Nothing else of the row changes.
+	IPsBefore time.Time
+	// AuditBefore: audit records before it are deleted; zero keeps them.
+	AuditBefore time.Time
+	// Batch is how many rows one statement deletes or changes, each batch
+	// in a transaction of its own, so that a big table does not hold the
+	// writer (SQLite's one, PostgreSQL's row locks) for long; 0 is
+	// DefaultRetainBatch.
+	Batch int
+}
+
+// DefaultRetainBatch is RetainPolicy's default batch. Deleting sessions is
+// the slowest step: on SQLite, about 25ms a thousand (each deletion records
+// a change and takes the row out of six indexes), which is as long as a
+// batch should keep other writers waiting.
+const DefaultRetainBatch = 1000
+
+// RetainResult counts what a retention run removed.
+type RetainResult struct {
+	SessionsDeleted   int
+	SessionIPsBlanked int
+	// LoginIPsBlanked counts addresses: a user whose current and last
+	// logins were both blanked counts two.
+	LoginIPsBlanked int
+	AuditIPsBlanked int
+	AuditDeleted    int
+}
+
+// Retention removes what latchkey keeps no longer than the operator
+// allows (the janitor, internal/ops).
+type Retention interface {
+	// Retain applies p and counts what it removed. It works in batches of
+	// p.Batch rows, each committed on its own: a run that fails or whose
+	// ctx ends keeps what its finished batches did, and the next run goes
+	// on from there. Runs are idempotent (a second run with the same
+	// policy removes nothing) and may overlap, in one process or several,
+	// without counting a row twice.
+	//
+	// A store may remember how far it has blanked the audit trail (which
+	// is too big to search again on every run) and start the next run
+	// there: a record written after a run, with a Time before that run's
+	// IPsBefore, may keep its address. The audit writer writes records
+	// within seconds of their time, and IPsBefore is far older.
+	Retain(ctx context.Context, p RetainPolicy) (RetainResult, error)
 }
 
 // Throttles count failed attempts for every gateway on the store.
