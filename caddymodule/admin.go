@@ -189,6 +189,12 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 			return apiErr(err)
 		}
 		return reply(w, http.StatusOK, map[string]string{"result": msg})
+	case route(parts, r, http.MethodPost, "users", "*", "revoke-sessions"):
+		msg, err := o.RevokeUserSessions(ctx, parts[1], q.Get("site"))
+		if err != nil {
+			return apiErr(err)
+		}
+		return reply(w, http.StatusOK, map[string]string{"result": msg})
 	case route(parts, r, http.MethodGet, "roles"):
 		rs, err := o.ListRoles(ctx, q.Get("site"))
 		if err != nil {

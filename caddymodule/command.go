@@ -122,17 +122,34 @@ func buildCommand(cmd *cobra.Command) {
 	slist.Flags().String("user", "", "Only this user's sessions")
 	slist.Flags().Bool("all", false, "Include ended sessions")
 	srevoke := &cobra.Command{
-		Use:   "revoke <session-id>",
-		Short: "Ends a session at once",
-		Args:  cobra.ExactArgs(1),
+		Use:   "revoke <session-id> | --user <email|id> --all",
+		Short: "Ends a session at once, or every session of a user (--user … --all)",
+		Args:  cobra.MaximumNArgs(1),
 		RunE: withOps(func(c *cobra.Command, o *ops.Ops, args []string) error {
-			if err := o.RevokeSession(c.Context(), args[0]); err != nil {
+			user, _ := c.Flags().GetString("user")
+			all, _ := c.Flags().GetBool("all")
+			switch {
+			case len(args) == 1 && user == "" && !all:
+				if err := o.RevokeSession(c.Context(), args[0]); err != nil {
+					return err
+				}
+				fmt.Fprintf(c.OutOrStdout(), "revoked session %s\n", args[0])
+				return nil
+			case len(args) == 0 && user != "" && all:
+				site, _ := c.Flags().GetString("site")
+				msg, err := o.RevokeUserSessions(c.Context(), user, site)
+				if err != nil {
+					return err
+				}
+				_, err = fmt.Fprintln(c.OutOrStdout(), msg)
 				return err
 			}
-			fmt.Fprintf(c.OutOrStdout(), "revoked session %s\n", args[0])
-			return nil
+			return fmt.Errorf("give a session id, or --user <email|id> --all")
 		}),
 	}
+	srevoke.Flags().String("user", "", "With --all: end every session of this user")
+	srevoke.Flags().Bool("all", false, "End every session of --user")
+	srevoke.Flags().String("site", "", "Site of the user, when the email exists on several")
 	screate := &cobra.Command{
 		Use:   "create --user <email|id>",
 		Short: "Starts a session for a user and prints its cookie (for testing and support)",

@@ -182,3 +182,36 @@ func TestAccessLogNamesUserAndSession(t *testing.T) {
 		t.Fatal("no access log line for the request")
 	}
 }
+
+// TestRevokeEverySessionOfAUser: a user signed in twice (two browsers) is
+// signed out of both by `sessions revoke --user … --all`, and a user
+// deactivated with the CLI is refused on every session at once.
+func TestRevokeEverySessionOfAUser(t *testing.T) {
+	r := startAtkRig(t, atkOpts{noSMTP: true})
+	u := r.user(r.A.name, "two@example.com")
+	c1, _ := r.session(r.A.name, u)
+	c2, _ := r.session(r.A.name, u)
+	other := r.user(r.A.name, "keep@example.com")
+	c3, _ := r.session(r.A.name, other)
+	get := func(c string) func() int {
+		return func() int { return r.A.get(t, "/p", "Cookie", "latchkey_session="+c).StatusCode }
+	}
+	for _, c := range []string{c1, c2, c3} {
+		if st := get(c)(); st != http.StatusOK {
+			t.Fatalf("session before: %d", st)
+		}
+	}
+	if out := r.cli("sessions", "revoke", "--user", "two@example.com", "--all"); !strings.Contains(out, "ended 2 sessions") {
+		t.Errorf("sessions revoke --user --all: %q", out)
+	}
+	waitStatus(t, get(c1), http.StatusUnauthorized)
+	waitStatus(t, get(c2), http.StatusUnauthorized)
+	if st := get(c3)(); st != http.StatusOK {
+		t.Errorf("another user's session after: %d, want 200", st)
+	}
+	c4, _ := r.session(r.A.name, other)
+	r.cli("users", "deactivate", "keep@example.com")
+	waitStatus(t, get(c3), http.StatusUnauthorized)
+	waitStatus(t, get(c4), http.StatusUnauthorized)
+	r.waitAudit(1, func(e store.AuditEvent) bool { return e.Reason == "inactive_user" && e.UserID == other.ID })
+}

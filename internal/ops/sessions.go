@@ -34,6 +34,29 @@ func (o *Ops) RevokeSession(ctx context.Context, id string) error {
 	return err
 }
 
+// RevokeUserSessions ends every active session of a user, on every site,
+// and says how many it ended. Each is a change of the store's, so every
+// gateway drops them within a second.
+func (o *Ops) RevokeUserSessions(ctx context.Context, user, site string) (string, error) {
+	u, err := o.ResolveUser(ctx, user, site)
+	if err != nil {
+		return "", err
+	}
+	ss, err := o.Store.Sessions(ctx, store.SessionFilter{UserID: u.ID, ActiveOnly: true, Now: o.now()})
+	if err != nil {
+		return "", err
+	}
+	n := 0
+	for _, s := range ss {
+		if err := o.Store.RevokeSession(ctx, s.ID, o.now()); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return "", fmt.Errorf("ending session %s of user %d after ending %d: %w", s.ID, u.ID, n, err)
+		}
+		n++
+	}
+	o.Cache.ForgetUser(u.ID)
+	return fmt.Sprintf("ended %d sessions of user %d (%s)", n, u.ID, u.Email), nil
+}
+
 // StartSession starts a session for a user, for testing and support, and
 // returns its cookie value. A zero lifetime is the session default; via
 // says what started it (the session's user agent).
