@@ -228,6 +228,11 @@ func (s *Store) UseLink(ctx context.Context, u *store.LinkUse) (int, error) {
 				}
 				return err
 			}
+			// A magic link is a way in like an invite code: it counts as a
+			// login, in the same transaction.
+			if err := recordLogin(ctx, tx, sess.UserID, at, sess.IP); err != nil {
+				return err
+			}
 		}
 		if u.Audit != nil {
 			event = *u.Audit

@@ -536,6 +536,10 @@ func testUseLinkWrites(t *testing.T, s store.Store) {
 	if d := diffSession(&sess.Session, lu.Session); d != nil {
 		t.Errorf("stored session differs: %v", d)
 	}
+	// A sign-in by link counts as a login, like a code.
+	if got, err := s.User(ctx, u.ID); err != nil || got.LoginCount != 1 || !got.CurrentLoginAt.Equal(when) || got.CurrentLoginIP != lu.Session.IP {
+		t.Errorf("user after a sign-in by link: %+v, %v; want one login at %v from %s", got, err, when, lu.Session.IP)
+	}
 	events := linkAudit(t, s, "login")
 	if len(events) != 1 {
 		t.Fatalf("%d audit events for the link, want 1", len(events))
