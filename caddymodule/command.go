@@ -102,7 +102,21 @@ func buildCommand(cmd *cobra.Command) {
 		sc.Flags().String("site", "", "Site of the user, when the email exists on several")
 		return sc
 	}
-	users.AddCommand(add, list, setActive("activate", true), setActive("deactivate", false))
+	show := &cobra.Command{
+		Use:   "show <email|id> [--site <host>]",
+		Short: "Shows a user: roles, logins (current and previous, with addresses) and their count",
+		Args:  cobra.ExactArgs(1),
+		RunE: withOps(func(c *cobra.Command, o *ops.Ops, args []string) error {
+			site, _ := c.Flags().GetString("site")
+			u, err := o.ResolveUser(c.Context(), args[0], site)
+			if err != nil {
+				return err
+			}
+			return printUsers(c, []store.User{*u})
+		}),
+	}
+	show.Flags().String("site", "", "Site of the user, when the email exists on several")
+	users.AddCommand(add, list, show, setActive("activate", true), setActive("deactivate", false))
 
 	sessions := &cobra.Command{Use: "sessions", Short: "Lists and revokes gateway sessions"}
 	slist := &cobra.Command{
@@ -311,10 +325,11 @@ func printUsers(c *cobra.Command, us []store.User) error {
 		return writeJSON(out, js)
 	}
 	tw := newTable(out)
-	fmt.Fprintln(tw, "ID\tEMAIL\tSITE\tNAME\tPHONE\tACTIVE\tROLES\tLOGINS\tLAST LOGIN")
+	fmt.Fprintln(tw, "ID\tEMAIL\tSITE\tNAME\tPHONE\tACTIVE\tROLES\tLOGINS\tLAST LOGIN\tFROM\tPREVIOUS LOGIN\tFROM")
 	for _, u := range us {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%t\t%s\t%d\t%s\n", u.ID, cell(u.Email), dash(u.Site), dash(u.Name), dash(u.Phone),
-			u.Active, dash(strings.Join(ops.ToUserJSON(&u).Roles, ",")), u.LoginCount, timeOrDash(u.CurrentLoginAt))
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%t\t%s\t%d\t%s\t%s\t%s\t%s\n", u.ID, cell(u.Email), dash(u.Site), dash(cell(u.Name)), dash(cell(u.Phone)),
+			u.Active, dash(strings.Join(ops.ToUserJSON(&u).Roles, ",")), u.LoginCount, timeOrDash(u.CurrentLoginAt), dash(u.CurrentLoginIP),
+			timeOrDash(u.LastLoginAt), dash(u.LastLoginIP))
 	}
 	return tw.Flush()
 }
@@ -368,11 +383,13 @@ func dash(s string) string {
 	return cell(s)
 }
 
+// timeOrDash shows a time in UTC, marked so (Z): tables are read by
+// operators in several time zones and pasted into tickets.
 func timeOrDash(t time.Time) string {
 	if t.IsZero() {
 		return "-"
 	}
-	return t.Local().Format("2006-01-02 15:04:05")
+	return t.UTC().Format("2006-01-02 15:04:05Z")
 }
 
 // isTerminal reports whether stdin is a person at a terminal; tests replace it.

@@ -215,3 +215,33 @@ func TestRevokeEverySessionOfAUser(t *testing.T) {
 	waitStatus(t, get(c4), http.StatusUnauthorized)
 	r.waitAudit(1, func(e store.AuditEvent) bool { return e.Reason == "inactive_user" && e.UserID == other.ID })
 }
+
+// TestUsersShowLogins: `users show` gives the login count and the current
+// and previous logins with their addresses, times in UTC marked Z.
+func TestUsersShowLogins(t *testing.T) {
+	r := startAtkRig(t, atkOpts{noSMTP: true})
+	u := r.user(r.A.name, "shown@example.com")
+	first := time.Date(2026, 3, 1, 9, 0, 0, 0, time.FixedZone("CET", 3600))
+	for i, ip := range []string{"192.0.2.10", "2001:db8::10"} {
+		if err := r.st.RecordLogin(t.Context(), u.ID, first.Add(time.Duration(i)*time.Hour), ip); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var js []struct {
+		LoginCount     int64  `json:"login_count"`
+		CurrentLoginIP string `json:"current_login_ip"`
+		LastLoginIP    string `json:"last_login_ip"`
+	}
+	if err := json.Unmarshal([]byte(r.cli("users", "show", "shown@example.com", "--json")), &js); err != nil || len(js) != 1 {
+		t.Fatalf("users show --json: %v", err)
+	}
+	if js[0].LoginCount != 2 || js[0].CurrentLoginIP != "2001:db8::10" || js[0].LastLoginIP != "192.0.2.10" {
+		t.Errorf("users show --json = %+v", js[0])
+	}
+	table := r.cli("users", "show", fmt.Sprint(u.ID))
+	for _, want := range []string{"PREVIOUS LOGIN", "2026-03-01 09:00:00Z", "2001:db8::10", "2026-03-01 08:00:00Z", "192.0.2.10"} {
+		if !strings.Contains(table, want) {
+			t.Errorf("users show table lacks %q:\n%s", want, table)
+		}
+	}
+}
