@@ -226,6 +226,7 @@ type Gate struct {
 	logout  string
 	login   string
 	invite  string
+	mine    string // the sessions page
 	jwks    string
 	csrf    *http.CrossOriginProtection
 	userKey string // canonical forms, set with direct map writes
@@ -264,6 +265,7 @@ func New(cfg Config, d Deps) *Gate {
 		logout:  cfg.Prefix + "logout",
 		login:   cfg.Prefix + "login",
 		invite:  cfg.Prefix + "invite",
+		mine:    cfg.Prefix + "sessions",
 		jwks:    cfg.Prefix + "jwks.json",
 		csrf:    http.NewCrossOriginProtection(),
 		userKey: http.CanonicalHeaderKey(cfg.UserHeader),

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"time"
 
@@ -98,6 +99,10 @@ func (g *Gate) servePage(rq *Request) error {
 	case g.invite:
 		if g.d.Invites != nil && g.d.Inviter != nil {
 			return g.serveInvitePage(rq)
+		}
+	case g.mine:
+		if g.d.Sessions != nil {
+			return g.serveSessionsPage(rq)
 		}
 	case g.jwks:
 		if g.d.Links != nil {
@@ -355,4 +360,119 @@ func (g *Gate) serveInvitePage(rq *Request) error {
 		page.Message = "Invite sent to " + inv.Email + "."
 	}
 	return g.d.Pages.Render(w, http.StatusOK, web.PageInvite, page)
+}
+
+type sessionsPage struct {
+	Title, Action, Email, Message string
+	Failed                        bool
+	Sessions                      []sessionRow
+}
+
+type sessionRow struct {
+	ID, Browser, Version, OS, Device, IP, Created, LastSeen string
+	Current                                                  bool
+}
+
+// serveSessionsPage shows signed-in users their sessions on this site —
+// where, in which browser, since when — and lets them end any of them, or
+// every one but this, as the user would when a device was lost. The list
+// and every ending are the user's own: a session of another user or site
+// is not shown and cannot be named.
+func (g *Gate) serveSessionsPage(rq *Request) error {
+	w, r, ev := rq.W, rq.R, &rq.Ev
+	ev.Kind = "sessions_page"
+	su, reason, err := g.d.Sessions.Check(r.Context(), g.cookie(r))
+	if err != nil {
+		g.d.Logger.Error("checking session", zap.Error(err))
+		return g.refuse(rq, storeError().Refused)
+	}
+	if reason != "" {
+		return g.refuse(rq, &Refusal{Status: http.StatusUnauthorized, Reason: reason})
+	}
+	ev.UserID, ev.SessionID, ev.CredentialID = su.UserID, su.ID, su.ID
+	u, err := g.linkUser(r.Context(), su.UserID)
+	if err != nil {
+		g.d.Logger.Error("looking up the signed-in user", zap.Error(err))
+		return g.refuse(rq, storeError().Refused)
+	}
+	list := func() ([]store.Session, error) {
+		return g.d.Store.Sessions(r.Context(), store.SessionFilter{UserID: u.ID, Site: g.site.Name, ActiveOnly: true, Now: g.d.Now()})
+	}
+	ss, err := list()
+	if err != nil {
+		g.d.Logger.Error("listing sessions", zap.Error(err))
+		return g.refuse(rq, storeError().Refused)
+	}
+	page := sessionsPage{Title: "Your sessions", Action: g.mine, Email: u.Email}
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+	case http.MethodPost:
+		form, ok := g.parseForm(rq)
+		if !ok {
+			return g.refuse(rq, &Refusal{Status: http.StatusBadRequest, Reason: "bad_request"})
+		}
+		var end []string
+		switch id := form.Get("revoke"); {
+		case form.Get("others") == "1":
+			for _, s := range ss {
+				if s.ID != su.ID {
+					end = append(end, s.ID)
+				}
+			}
+			ev.Reason = "signed_out_others"
+		case id != "" && slices.ContainsFunc(ss, func(s store.Session) bool { return s.ID == id }):
+			end, ev.Reason = []string{id}, "signed_out_session"
+		default:
+			// Not one of this user's sessions here: say nothing of it.
+			page.Message, page.Failed = "That session is no longer active.", true
+		}
+		for _, id := range end {
+			if err := g.d.Sessions.End(r.Context(), id); err != nil {
+				g.d.Logger.Error("ending session from the sessions page", zap.String("session", id), zap.Error(err))
+				return g.refuse(rq, storeError().Refused)
+			}
+		}
+		if len(end) > 0 {
+			ev.Outcome, ev.Status, ev.Count = store.OutcomeAccepted, http.StatusSeeOther, int64(len(end))
+			g.record(rq)
+			if slices.Contains(end, su.ID) {
+				// This browser's own: signed out here too.
+				g.clearCookie(w, rq)
+				http.Redirect(w, r, "/", http.StatusSeeOther)
+				return nil
+			}
+			http.Redirect(w, r, g.mine, http.StatusSeeOther)
+			return nil
+		}
+		if ss, err = list(); err != nil {
+			return g.refuse(rq, storeError().Refused)
+		}
+	default:
+		return methodNotAllowed(w)
+	}
+	for _, s := range ss {
+		// The user agent is parsed as the audit trail parses it.
+		ua := store.AuditEvent{UserAgent: s.UserAgent}
+		g.d.Audit.Describe(&ua)
+		row := sessionRow{ID: s.ID, Browser: orUnknown(ua.UABrowser), Version: ua.UAVersion, OS: orUnknown(ua.UAOS), Device: ua.UADevice,
+			IP: orUnknown(s.IP), Created: s.CreatedAt.UTC().Format("2006-01-02 15:04"), LastSeen: s.LastSeenAt.UTC().Format("2006-01-02 15:04"),
+			Current: s.ID == su.ID}
+		if row.Current {
+			page.Sessions = append([]sessionRow{row}, page.Sessions...)
+		} else {
+			page.Sessions = append(page.Sessions, row)
+		}
+	}
+	status := http.StatusOK
+	if page.Failed {
+		status = http.StatusNotFound
+	}
+	return g.d.Pages.Render(w, status, web.PageSessions, page)
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
 }
