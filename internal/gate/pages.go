@@ -370,7 +370,7 @@ type sessionsPage struct {
 
 type sessionRow struct {
 	ID, Browser, Version, OS, Device, IP, Created, LastSeen string
-	Current                                                  bool
+	Current                                                 bool
 }
 
 // serveSessionsPage shows signed-in users their sessions on this site —
