@@ -70,6 +70,10 @@ type App struct {
 	Argon2 *Argon2Config `json:"argon2,omitempty"`
 	// The mail server invites are sent through; none by default.
 	SMTP *SMTPConfig `json:"smtp,omitempty"`
+	// How long sessions, IP addresses and audit records are kept, and how
+	// often the janitor applies it. Default: ended sessions 7d, addresses
+	// 30d, audit records for ever, hourly.
+	Retention *RetentionConfig `json:"retention,omitempty"`
 
 	store    store.Store
 	reqStore store.Store      // store as the handlers use it, timed for metrics
@@ -83,6 +87,7 @@ type App struct {
 	links    *link.KeyRing
 	tickets  *ticket.Hasher
 	stop     context.CancelFunc // the janitor
+	stopped  chan struct{}      // closed when the janitor has stopped
 	logger   *zap.Logger
 	// sites are the handlers' sites, registered as they provision; strip
 	// removes the identity headers of every handler, on every route.
@@ -192,6 +197,34 @@ type AuditConfig struct {
 	Sessions string `json:"sessions,omitempty"`
 }
 
+// RetentionConfig is how long latchkey keeps what it records about people
+// (see ops.Retention); zero values take the defaults.
+type RetentionConfig struct {
+	// How often the janitor runs. Default: 1h; at least 1m.
+	Every caddy.Duration `json:"every,omitempty"`
+	// How long an IP address is kept: a session's from its start, a
+	// login's from the login, an audit record's from the attempt; then it
+	// is blanked. Default: 30d; at least 1h.
+	RetainIP caddy.Duration `json:"retain_ip,omitempty"`
+	// How long a session is kept once it has expired or been revoked.
+	// Default: 7d.
+	RetainSessions caddy.Duration `json:"retain_sessions,omitempty"`
+	// How long audit records are kept; at least retain_ip. Default: for
+	// ever.
+	RetainAudit caddy.Duration `json:"retain_audit,omitempty"`
+}
+
+// retention is c as ops takes it; a nil c is the defaults.
+func (c *RetentionConfig) retention() ops.Retention {
+	if c == nil {
+		return ops.Retention{}
+	}
+	return ops.Retention{
+		Every: time.Duration(c.Every), IPs: time.Duration(c.RetainIP),
+		Sessions: time.Duration(c.RetainSessions), Audit: time.Duration(c.RetainAudit),
+	}
+}
+
 // CaddyModule returns the Caddy module information.
 func (App) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{
@@ -292,6 +325,9 @@ func (a *App) Validate() error {
 	if a.Audit != nil && !audit.ValidSessions(a.Audit.Sessions) {
 		return fmt.Errorf("audit sessions %q: want %q or %q", a.Audit.Sessions, audit.SessionsActivity, audit.SessionsEveryRequest)
 	}
+	if err := a.Retention.retention().Validate(); err != nil {
+		return err
+	}
 	if a.Storage != nil {
 		return a.Storage.validate(a.Secret != "" || a.SecretFile != "")
 	}
@@ -347,7 +383,9 @@ func (a *App) protect(names ...string) {
 // janitorEvery is how often expired tickets are marked.
 const janitorEvery = time.Minute
 
-// Start runs the janitor, which marks expired tickets (nothing is deleted).
+// Start runs the janitor, which marks expired tickets every minute and
+// applies the retention (deleting and blanking) at start and then on its
+// schedule.
 func (a *App) Start() error {
 	// Every handler has provisioned by now, so each site has all its
 	// origins: one that mails URLs must have one.
@@ -370,10 +408,20 @@ func (a *App) Start() error {
 			a.logger.Warn("reading revocations from the store; sessions are checked in the store until it answers", zap.Error(err))
 		}
 	}})
+	a.stopped = make(chan struct{})
 	go func() {
+		defer close(a.stopped)
 		t := time.NewTicker(janitorEvery)
 		defer t.Stop()
+		retention := a.Retention.retention()
+		var nextRetain time.Time // zero: at once
 		for {
+			// A first run over a long backlog may take minutes; tickets
+			// are marked after it (a claim checks expiry itself).
+			if now := time.Now(); !now.Before(nextRetain) {
+				nextRetain = now.Add(retention.WithDefaults().Every)
+				a.retain(ctx, retention, now)
+			}
 			if n, err := a.store.ExpireTickets(ctx, time.Now()); err != nil && ctx.Err() == nil {
 				a.logger.Warn("marking expired tickets", zap.Error(err))
 			} else if n > 0 {
@@ -398,11 +446,35 @@ func (a *App) Start() error {
 	return nil
 }
 
+// retain runs the retention janitor once at now and logs what it did.
+func (a *App) retain(ctx context.Context, r ops.Retention, now time.Time) {
+	run, err := ops.RunJanitor(ctx, a.store, r, now)
+	fields := []zap.Field{
+		zap.Int("sessions_deleted", run.SessionsDeleted),
+		zap.Int("session_ips_blanked", run.SessionIPsBlanked),
+		zap.Int("login_ips_blanked", run.LoginIPsBlanked),
+		zap.Int("audit_ips_blanked", run.AuditIPsBlanked),
+		zap.Int("audit_deleted", run.AuditDeleted),
+		zap.Duration("took", time.Duration(run.Took)),
+	}
+	switch {
+	case err == nil:
+		a.logger.Info("retention janitor ran", fields...)
+	case ctx.Err() == nil:
+		// What the finished batches did stays done; the next run goes on.
+		a.logger.Warn("retention janitor failed", append(fields, zap.Error(err))...)
+	}
+}
+
 // Stop implements caddy.App. The store outlives Stop: during a reload the
-// new config's handlers keep using it.
+// new config's handlers keep using it. Stop waits for the janitor, whose
+// batch in flight is short.
 func (a *App) Stop() error {
 	if a.stop != nil {
 		a.stop()
+	}
+	if a.stopped != nil {
+		<-a.stopped
 	}
 	if a.mailer != nil {
 		a.mailer.Wait()

@@ -46,6 +46,12 @@ func init() {
 //			flush_interval <duration>
 //			sessions activity|every_request
 //		}
+//		retention {
+//			every <duration>
+//			retain_ip <duration>
+//			retain_sessions <duration>
+//			retain_audit <duration>
+//		}
 //	}
 func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	if existing != nil {
@@ -155,6 +161,12 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 				return nil, err
 			}
 			app.SMTP = smtp
+		case "retention":
+			rc, err := parseRetention(d)
+			if err != nil {
+				return nil, err
+			}
+			app.Retention = rc
 		default:
 			return nil, d.Errf("unknown latchkey subdirective %q", d.Val())
 		}
@@ -367,6 +379,51 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return d.Err(err.Error())
 	}
 	return nil
+}
+
+// parseRetention reads
+//
+//	retention {
+//		every <duration>
+//		retain_ip <duration>
+//		retain_sessions <duration>
+//		retain_audit <duration>
+//	}
+//
+// Each may be left out for its default; App.Validate checks them together
+// (ops.Retention.Validate).
+func parseRetention(d *caddyfile.Dispenser) (*RetentionConfig, error) {
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	rc := new(RetentionConfig)
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var dst *caddy.Duration
+		switch d.Val() {
+		case "every":
+			dst = &rc.Every
+		case "retain_ip":
+			dst = &rc.RetainIP
+		case "retain_sessions":
+			dst = &rc.RetainSessions
+		case "retain_audit":
+			dst = &rc.RetainAudit
+		default:
+			return nil, d.Errf("unknown retention subdirective %q (want every, retain_ip, retain_sessions or retain_audit)", d.Val())
+		}
+		name := d.Val()
+		if err := duration(d, dst); err != nil {
+			return nil, err
+		}
+		if *dst == 0 {
+			// 0 would read as "not set", which is the default, not none.
+			if name == "retain_audit" {
+				return nil, d.Err("retain_audit 0: leave retain_audit out to keep audit records for ever")
+			}
+			return nil, d.Errf("%s 0: give a duration of more than 0, or leave %s out for its default", name, name)
+		}
+	}
+	return rc, nil
 }
 
 // parseSMTP reads
