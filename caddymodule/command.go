@@ -225,7 +225,7 @@ func buildCommand(cmd *cobra.Command) {
 	aexport.Flags().String("format", "jsonl", "jsonl or csv")
 	auditCmd.AddCommand(alist, aexport)
 
-	cmd.AddCommand(users, rolesCommand(), sessions, auditCmd, invitesCommand(), linksCommand(), ticketsCommand(), mailCommand())
+	cmd.AddCommand(users, rolesCommand(), sessions, auditCmd, invitesCommand(), linksCommand(), ticketsCommand(), mailCommand(), janitorCommand())
 	cmd.AddCommand(storeCommand())
 }
 
