@@ -143,7 +143,8 @@ func TestRolesRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ada := &store.User{Site: "app.test", Email: "ada@example.com", Active: true, Roles: []store.Role{{Site: "app.test", Name: "staff"}}}
+	ada := &store.User{Site: "app.test", Email: "ada@example.com", Active: true, Roles: []store.Role{{Site: "app.test", Name: "staff"}},
+		PasswordHash: "pbkdf2_sha256$390000$seasalt$8xBlGd3jVgvJ+92hWPxi5ww0uuAuAnKgC45eudxro7c="}
 	bob := &store.User{Email: "bob@example.com", Active: true, Roles: []store.Role{{Name: "legacy"}}}
 	for _, u := range []*store.User{ada, bob} {
 		if err := st.CreateUser(ctx, u); err != nil {
@@ -204,6 +205,9 @@ func TestRolesRoundTrip(t *testing.T) {
 		for i := range users {
 			if fmt.Sprint(users[i].Roles) != fmt.Sprint(wantUsers[i].Roles) {
 				t.Errorf("%s: user %d holds %v, want %v", what, users[i].ID, users[i].Roles, wantUsers[i].Roles)
+			}
+			if users[i].PasswordHash != wantUsers[i].PasswordHash {
+				t.Errorf("%s: user %d has password hash %q, want %q", what, users[i].ID, users[i].PasswordHash, wantUsers[i].PasswordHash)
 			}
 		}
 		if seq, err := s.LatestChange(ctx); err != nil || seq != 0 {

@@ -23,7 +23,7 @@ func normEmail(email string) string {
 // a transaction.
 const userColumns = `u.id, u.site, u.email, u.name, u.phone, u.active, u.created_at,
 	u.current_login_at, u.current_login_ip, u.last_login_at, u.last_login_ip, u.login_count,
-	u.links_revoked_before,
+	u.links_revoked_before, u.password_hash,
 	ARRAY(SELECT r.site FROM user_roles r WHERE r.user_id = u.id ORDER BY r.site, r.role),
 	ARRAY(SELECT r.role FROM user_roles r WHERE r.user_id = u.id ORDER BY r.site, r.role)`
 
@@ -31,7 +31,7 @@ func scanUser(row scanner, u *store.User) error {
 	var created, cur, last, linksBefore *int64
 	var sites, names []string
 	if err := row.Scan(&u.ID, &u.Site, &u.Email, &u.Name, &u.Phone, &u.Active, &created,
-		&cur, &u.CurrentLoginIP, &last, &u.LastLoginIP, &u.LoginCount, &linksBefore, &sites, &names); err != nil {
+		&cur, &u.CurrentLoginIP, &last, &u.LastLoginIP, &u.LoginCount, &linksBefore, &u.PasswordHash, &sites, &names); err != nil {
 		return err
 	}
 	u.CreatedAt, u.CurrentLoginAt, u.LastLoginAt = fromNanos(created), fromNanos(cur), fromNanos(last)
@@ -83,8 +83,8 @@ func insertUser(ctx context.Context, tx pgx.Tx, u *store.User, orExisting bool) 
 	}
 	q := `INSERT INTO users
 		(site, email, name, phone, active, created_at, current_login_at, current_login_ip, last_login_at, last_login_ip, login_count,
-		 links_revoked_before)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`
+		 links_revoked_before, password_hash)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`
 	if orExisting {
 		q += ` ON CONFLICT (site, email) DO NOTHING`
 	}
@@ -92,7 +92,7 @@ func insertUser(ctx context.Context, tx pgx.Tx, u *store.User, orExisting bool) 
 	err = tx.QueryRow(ctx, q+` RETURNING id`,
 		u.Site, email, text(u.Name), text(u.Phone), u.Active, at.UnixNano(),
 		nanos(u.CurrentLoginAt), text(u.CurrentLoginIP), nanos(u.LastLoginAt), text(u.LastLoginIP), u.LoginCount,
-		nanos(u.LinksRevokedBefore)).Scan(&id)
+		nanos(u.LinksRevokedBefore), text(u.PasswordHash)).Scan(&id)
 	switch {
 	case orExisting && errors.Is(err, pgx.ErrNoRows):
 		return false, nil
@@ -151,6 +151,16 @@ func (s *Store) SetUserActive(ctx context.Context, id int64, active bool) error 
 	tag, err := s.pool.Exec(ctx, `UPDATE users SET active = $1 WHERE id = $2`, active, id)
 	if err := oneRow(tag, err); err != nil {
 		return fmt.Errorf("setting user %d active=%t: %w", id, active, err)
+	}
+	return nil
+}
+
+// SetPassword replaces the hash; latchkey_user_change records the change
+// when it differs. The hash is left out of errors.
+func (s *Store) SetPassword(ctx context.Context, id int64, hash string) error {
+	tag, err := s.pool.Exec(ctx, `UPDATE users SET password_hash = $1 WHERE id = $2`, text(hash), id)
+	if err := oneRow(tag, err); err != nil {
+		return fmt.Errorf("setting the password of user %d: %w", id, err)
 	}
 	return nil
 }

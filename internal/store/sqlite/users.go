@@ -22,14 +22,14 @@ func normEmail(email string) string {
 // that a user and its roles come from one snapshot without a transaction.
 const userColumns = `u.id, u.site, u.email, u.name, u.phone, u.active, u.created_at,
 	u.current_login_at, u.current_login_ip, u.last_login_at, u.last_login_ip, u.login_count,
-	u.links_revoked_before,
+	u.links_revoked_before, u.password_hash,
 	(SELECT json_group_array(json_object('Site', site, 'Name', role)) FROM (SELECT site, role FROM user_roles WHERE user_id = u.id ORDER BY site, role))`
 
 func scanUser(row interface{ Scan(...any) error }, u *store.User) error {
 	var created, cur, last, linksBefore sql.NullInt64
 	var roles string
 	if err := row.Scan(&u.ID, &u.Site, &u.Email, &u.Name, &u.Phone, &u.Active, &created,
-		&cur, &u.CurrentLoginIP, &last, &u.LastLoginIP, &u.LoginCount, &linksBefore, &roles); err != nil {
+		&cur, &u.CurrentLoginIP, &last, &u.LastLoginIP, &u.LoginCount, &linksBefore, &u.PasswordHash, &roles); err != nil {
 		return err
 	}
 	u.CreatedAt, u.CurrentLoginAt, u.LastLoginAt = fromNanos(created), fromNanos(cur), fromNanos(last)
@@ -75,11 +75,11 @@ func insertUser(ctx context.Context, tx *sql.Tx, u *store.User) error {
 	}
 	res, err := tx.ExecContext(ctx, `INSERT INTO users
 		(site, email, name, phone, active, created_at, current_login_at, current_login_ip, last_login_at, last_login_ip, login_count,
-		 links_revoked_before)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		 links_revoked_before, password_hash)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		u.Site, email, u.Name, u.Phone, u.Active, created.UnixNano(),
 		nanos(u.CurrentLoginAt), u.CurrentLoginIP, nanos(u.LastLoginAt), u.LastLoginIP, u.LoginCount,
-		nanos(u.LinksRevokedBefore))
+		nanos(u.LinksRevokedBefore), u.PasswordHash)
 	if isUniqueViolation(err) {
 		return fail(store.ErrConflict)
 	}
@@ -131,6 +131,16 @@ func (s *Store) SetUserActive(ctx context.Context, id int64, active bool) error 
 	res, err := s.w.ExecContext(ctx, `UPDATE users SET active = ? WHERE id = ?`, active, id)
 	if err := oneRow(res, err); err != nil {
 		return fmt.Errorf("setting user %d active=%t: %w", id, active, err)
+	}
+	return nil
+}
+
+// SetPassword replaces the hash; the users_password trigger records the
+// change when it differs. The hash is left out of errors.
+func (s *Store) SetPassword(ctx context.Context, id int64, hash string) error {
+	res, err := s.w.ExecContext(ctx, `UPDATE users SET password_hash = ? WHERE id = ?`, hash, id)
+	if err := oneRow(res, err); err != nil {
+		return fmt.Errorf("setting the password of user %d: %w", id, err)
 	}
 	return nil
 }

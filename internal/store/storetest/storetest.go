@@ -33,6 +33,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"GrantRevokeRole", testGrantRevokeRole},
 		{"SetUserActive", testSetUserActive},
 		{"RecordLogin", testRecordLogin},
+		{"Passwords", testPasswords},
 		{"Sessions", testSessions},
 		{"SessionConflict", testSessionConflict},
 		{"TouchSession", testTouchSession},
