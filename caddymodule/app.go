@@ -22,6 +22,7 @@ import (
 	"github.com/latchkeyhq/latchkey/internal/link"
 	"github.com/latchkeyhq/latchkey/internal/metrics"
 	"github.com/latchkeyhq/latchkey/internal/ops"
+	"github.com/latchkeyhq/latchkey/internal/password"
 	"github.com/latchkeyhq/latchkey/internal/session"
 	"github.com/latchkeyhq/latchkey/internal/store"
 	"github.com/latchkeyhq/latchkey/internal/store/postgres"
@@ -86,9 +87,12 @@ type App struct {
 	mailer   *ops.OutboxMailer // nil without smtp
 	links    *link.KeyRing
 	tickets  *ticket.Hasher
-	stop     context.CancelFunc // the janitor
-	stopped  chan struct{}      // closed when the janitor has stopped
-	logger   *zap.Logger
+	// passwords hashes users' passwords, with concurrent hashing bounded
+	// for the whole app: a flood of logins cannot take every core.
+	passwords *password.Hasher
+	stop      context.CancelFunc // the janitor
+	stopped   chan struct{}      // closed when the janitor has stopped
+	logger    *zap.Logger
 	// sites are the handlers' sites, registered as they provision; strip
 	// removes the identity headers of every handler, on every route.
 	sites []ops.SiteConf
@@ -260,6 +264,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.strip = gate.NewHeaderStripper(gate.IdentityHeaders(), gate.ProtectedPrefixes)
 	if a.secret, err = a.loadSecret(ctx, repl, a.store); err != nil {
 		return err
+	}
+	if a.passwords, err = password.NewHasher(a.Argon2.passwordParams(), 0); err != nil {
+		return fmt.Errorf("latchkey argon2: %w", err)
 	}
 	if a.tickets, err = ticket.NewHasher(a.secret, a.Argon2.params()); err != nil {
 		return fmt.Errorf("latchkey argon2: %w", err)

@@ -351,6 +351,24 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := parseInvite(d, h); err != nil {
 				return err
 			}
+		case "password":
+			// password [{ throttle <attempts> <window> }]
+			h.Password = new(PasswordConfig)
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				switch d.Val() {
+				case "throttle":
+					t, err := parseThrottle(d)
+					if err != nil {
+						return err
+					}
+					h.Password.Throttle = t
+				default:
+					return d.Errf("unknown password subdirective %q", d.Val())
+				}
+			}
 		case "link":
 			if err := parseLink(d, h); err != nil {
 				return err

@@ -59,6 +59,10 @@ type Handler struct {
 	Link *LinkConfig `json:"link,omitempty"`
 	// One-shot tickets: with pairs, the route requires a ticket.
 	Tickets *TicketsConfig `json:"tickets,omitempty"`
+	// Password login: present shows an email and password form on the
+	// login page, for users with a password (set on the sessions page, or
+	// imported from a legacy app).
+	Password *PasswordConfig `json:"password,omitempty"`
 	// Roles the user must hold on the route's site: one of each entry (a
 	// Caddyfile `require role a b` line is the entry [a b]). Requests
 	// without a user, or whose user falls short, get 403 (missing_role).
@@ -68,6 +72,13 @@ type Handler struct {
 	Forward []string `json:"forward,omitempty"`
 
 	gate *gate.Gate
+}
+
+// PasswordConfig sets password login.
+type PasswordConfig struct {
+	// Failed attempts allowed per client IP and per account, each, in a
+	// window, on every gateway of the store. Default 10 per minute.
+	Throttle *ThrottleConfig `json:"throttle,omitempty"`
 }
 
 // SessionConfig sets the gateway session.
@@ -210,6 +221,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		// Failures count for every gateway on the store.
 		deps.Throttles[gate.KindInvite] = gate.Throttle{PerIP: h.Invite.Throttle.limiter().Share(app.store, "invite.ip")}
 		deps.Inviter = pageOps
+	}
+	if h.Password != nil {
+		deps.Passwords = app.passwords
+		// Failures count for every gateway on the store, per address and
+		// per account, before any hashing.
+		deps.Throttles[gate.KindPassword] = gate.Throttle{
+			PerIP:         h.Password.Throttle.limiter().Share(app.store, "password.ip"),
+			PerCredential: h.Password.Throttle.limiter().Share(app.store, "password.account"),
+		}
 	}
 	var lc gate.LinkConfig
 	if h.Link != nil {

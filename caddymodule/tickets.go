@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"fmt"
+	"github.com/latchkeyhq/latchkey/internal/password"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -68,6 +69,14 @@ func (c *Argon2Config) params() ticket.Argon2Params {
 	if c.Threads != 0 {
 		p.Threads = c.Threads
 	}
+	return p
+}
+
+// passwordParams are the same argon2id settings for users' passwords.
+func (c *Argon2Config) passwordParams() password.Params {
+	t := c.params()
+	p := password.DefaultParams
+	p.Time, p.MemoryKiB, p.Threads = t.Time, t.MemoryKiB, t.Threads
 	return p
 }
 

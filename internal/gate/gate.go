@@ -17,6 +17,7 @@ import (
 
 	"github.com/latchkeyhq/latchkey/internal/invite"
 	"github.com/latchkeyhq/latchkey/internal/link"
+	"github.com/latchkeyhq/latchkey/internal/password"
 	"github.com/latchkeyhq/latchkey/internal/session"
 	"github.com/latchkeyhq/latchkey/internal/site"
 	"github.com/latchkeyhq/latchkey/internal/store"
@@ -204,6 +205,9 @@ type Deps struct {
 	LinkRequestsPerAddress *throttle.Limiter
 	// Tickets checks ticket passwords.
 	Tickets *ticket.Hasher
+	// Passwords, when set, turns on password login: the login page's email
+	// and password form (Throttles[KindPassword] limits it).
+	Passwords *password.Hasher
 	// Extra are further kinds of credential, tried after the built-in ones
 	// and before the session cookie.
 	Extra []Credential
@@ -250,7 +254,7 @@ func New(cfg Config, d Deps) *Gate {
 	if d.Site == nil {
 		d.Site, _ = site.New("", nil, "")
 	}
-	if (d.Invites != nil || d.LoginLinks != nil) && cfg.LoginURL == "" {
+	if (d.Invites != nil || d.LoginLinks != nil || d.Passwords != nil) && cfg.LoginURL == "" {
 		cfg.LoginURL = cfg.Prefix + "login"
 	}
 	strip := d.Protected
@@ -281,6 +285,9 @@ func New(cfg Config, d Deps) *Gate {
 	}
 	if d.Invites != nil {
 		g.creds = append(g.creds, &inviteCredential{g: g})
+	}
+	if d.Passwords != nil {
+		g.creds = append(g.creds, &passwordCredential{g: g})
 	}
 	g.creds = append(g.creds, d.Extra...)
 	if cfg.Sessions || len(cfg.Tickets.Pairs) == 0 {

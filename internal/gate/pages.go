@@ -3,11 +3,13 @@ package gate
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 
@@ -59,11 +61,13 @@ type loginPage struct {
 	Sent    bool // the message is good news
 	Codes   bool // show the invite code form
 	Links   bool // show the email form for a sign-in link
+	// Passwords shows the email and password form.
+	Passwords bool
 }
 
 func (g *Gate) loginPage(r *http.Request) loginPage {
 	return loginPage{Title: "Sign in", Action: g.login, Next: SafeNext(r.URL.Query().Get("next")),
-		Codes: g.d.Invites != nil, Links: g.d.LoginLinks != nil}
+		Codes: g.d.Invites != nil, Links: g.d.LoginLinks != nil, Passwords: g.d.Passwords != nil}
 }
 
 // parseForm reads a form posted to one of the gateway's pages, bounded.
@@ -93,7 +97,7 @@ func (g *Gate) servePage(rq *Request) error {
 	case g.logout:
 		return g.serveLogout(rq)
 	case g.login:
-		if g.d.Invites != nil || g.d.LoginLinks != nil {
+		if g.d.Invites != nil || g.d.LoginLinks != nil || g.d.Passwords != nil {
 			return g.serveLogin(rq)
 		}
 	case g.invite:
@@ -366,7 +370,14 @@ type sessionsPage struct {
 	Title, Action, Email, Message string
 	Failed                        bool
 	Sessions                      []sessionRow
+	// Passwords shows the form to set or change the password; HasPassword
+	// asks for the current one first.
+	Passwords, HasPassword bool
 }
+
+// minPasswordLen is the shortest password the sessions page sets (NIST
+// SP 800-63B's minimum); the longest is the hasher's.
+const minPasswordLen = 8
 
 type sessionRow struct {
 	ID, Browser, Version, OS, Device, IP, Created, LastSeen string
@@ -410,6 +421,17 @@ func (g *Gate) serveSessionsPage(rq *Request) error {
 		form, ok := g.parseForm(rq)
 		if !ok {
 			return g.refuse(rq, &Refusal{Status: http.StatusBadRequest, Reason: "bad_request"})
+		}
+		if form.Has("new_password") && g.d.Passwords != nil {
+			page.Message, page.Failed = g.setPassword(rq, u, form.Get("current_password"), form.Get("new_password"))
+			if !page.Failed {
+				ev.Outcome, ev.Reason, ev.Status = store.OutcomeAccepted, "password_set", http.StatusOK
+				g.record(rq)
+				if u, err = g.d.Store.User(r.Context(), u.ID); err != nil {
+					return g.refuse(rq, storeError().Refused)
+				}
+			}
+			break
 		}
 		var end []string
 		switch id := form.Get("revoke"); {
@@ -463,11 +485,50 @@ func (g *Gate) serveSessionsPage(rq *Request) error {
 			page.Sessions = append(page.Sessions, row)
 		}
 	}
+	page.Passwords, page.HasPassword = g.d.Passwords != nil, u.PasswordHash != ""
 	status := http.StatusOK
 	if page.Failed {
 		status = http.StatusNotFound
+		if r.PostForm.Has("new_password") {
+			status = http.StatusBadRequest
+		}
 	}
 	return g.d.Pages.Render(w, status, web.PageSessions, page)
+}
+
+// setPassword sets the signed-in user's password: a user who has one must
+// give it first (a session left open on a shared computer is not enough to
+// take the account). It says what happened for the page.
+func (g *Gate) setPassword(rq *Request, u *store.User, current, next string) (msg string, failed bool) {
+	ctx := rq.R.Context()
+	if u.PasswordHash != "" {
+		// Throttled like a login: the current password is a guess too.
+		held, rf := g.reserve(rq, KindPassword, g.site.Name+"\x00"+u.Email)
+		if rf != nil {
+			return msgThrottled, true
+		}
+		ok, _, err := g.d.Passwords.Verify(ctx, current, u.PasswordHash)
+		if err != nil || !ok {
+			held.fail(context.WithoutCancel(ctx), g.d.Now())
+			return "Your current password was not right.", true
+		}
+		held.release()
+	}
+	if utf8.RuneCountInString(next) < minPasswordLen {
+		return fmt.Sprintf("Choose a password of at least %d characters.", minPasswordLen), true
+	}
+	h, err := g.d.Passwords.Hash(ctx, next)
+	if err != nil {
+		return "That password cannot be used: " + err.Error(), true
+	}
+	if err := g.d.Store.SetPassword(ctx, u.ID, h); err != nil {
+		g.d.Logger.Error("setting a password", zap.Int64("user", u.ID), zap.Error(err))
+		return "Your password could not be saved; please try again.", true
+	}
+	if g.d.Sessions != nil {
+		g.d.Sessions.ForgetUser(u.ID)
+	}
+	return "Your password is set. You can sign in with it from now on.", false
 }
 
 func orUnknown(s string) string {

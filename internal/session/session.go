@@ -228,6 +228,10 @@ func (m *Manager) Link(ctx context.Context, jti string) (*store.Link, error) {
 	return m.cache.Link(ctx, m.st, jti, m.now())
 }
 
+// ForgetUser drops the user's cached row and sessions, after a change of
+// this process's own (a password set), so that it holds at once here.
+func (m *Manager) ForgetUser(id int64) { m.cache.ForgetUser(id) }
+
 // End revokes a session; ending one that is already over is not an error.
 func (m *Manager) End(ctx context.Context, id string) error {
 	err := m.st.RevokeSession(ctx, id, m.now())

@@ -41,6 +41,11 @@ type User struct {
 	// LinksRevokedBefore: signed links for this user issued (iat) before
 	// this time are refused; set by revoking all of a user's links.
 	LinksRevokedBefore time.Time
+	// PasswordHash is the user's password hash as internal/password reads
+	// it (argon2id, or a legacy app's hash until the next login upgrades
+	// it); "" when the user has none. Never shown: listings name its
+	// scheme only.
+	PasswordHash string
 }
 
 // Role is a role held on one site. A Role with an empty Site grants nothing:
@@ -500,6 +505,10 @@ type Users interface {
 	SetUserActive(ctx context.Context, id int64, active bool) error
 	// RecordLogin moves the current login to last login and sets a new one.
 	RecordLogin(ctx context.Context, id int64, at time.Time, ip string) error
+	// SetPassword replaces the user's password hash ("" removes it); a
+	// missing user is ErrNotFound. It is a change of the user (see
+	// Changes), so gateways drop their cached row.
+	SetPassword(ctx context.Context, id int64, hash string) error
 }
 
 // RoleDef is a role that exists on a site: what `roles create` makes and
