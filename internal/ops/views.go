@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"time"
 
+	"github.com/latchkeyhq/latchkey/internal/password"
 	"github.com/latchkeyhq/latchkey/internal/store"
 )
 
@@ -26,6 +27,10 @@ type UserJSON struct {
 	LastLoginAt    *time.Time `json:"last_login_at,omitempty"`
 	LastLoginIP    string     `json:"last_login_ip,omitempty"`
 	LoginCount     int64      `json:"login_count"`
+	// PasswordScheme names the scheme of the user's password hash (see
+	// password.Scheme), "unknown" for one it cannot name; absent without
+	// a password. The hash itself is never shown.
+	PasswordScheme string `json:"password_scheme,omitempty"`
 }
 
 // ToUserJSON is u's JSON form; its roles are as RoleString writes them.
@@ -39,7 +44,19 @@ func ToUserJSON(u *store.User) UserJSON {
 		Active: u.Active, Roles: roles, CreatedAt: u.CreatedAt,
 		CurrentLoginAt: optTime(u.CurrentLoginAt), CurrentLoginIP: u.CurrentLoginIP,
 		LastLoginAt: optTime(u.LastLoginAt), LastLoginIP: u.LastLoginIP, LoginCount: u.LoginCount,
+		PasswordScheme: passwordScheme(u.PasswordHash),
 	}
+}
+
+func passwordScheme(hash string) string {
+	if hash == "" {
+		return ""
+	}
+	s, err := password.Scheme(hash)
+	if err != nil {
+		return "unknown"
+	}
+	return s
 }
 
 // SessionJSON is a gateway session (never its token).
