@@ -116,7 +116,7 @@ func buildCommand(cmd *cobra.Command) {
 		}),
 	}
 	show.Flags().String("site", "", "Site of the user, when the email exists on several")
-	users.AddCommand(add, list, show, setActive("activate", true), setActive("deactivate", false))
+	users.AddCommand(add, list, show, setActive("activate", true), setActive("deactivate", false), importCommand())
 
 	sessions := &cobra.Command{Use: "sessions", Short: "Lists and revokes gateway sessions"}
 	slist := &cobra.Command{
