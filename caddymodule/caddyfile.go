@@ -343,6 +343,17 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					if err := duration(d, &h.Session.Lifetime); err != nil {
 						return err
 					}
+				case "bind":
+					bs := d.RemainingArgs()
+					if len(bs) == 0 {
+						return d.Err("session bind: want user_agent and/or ip_prefix")
+					}
+					for _, b := range bs {
+						if b != "user_agent" && b != "ip_prefix" {
+							return d.Errf("session bind %q: want user_agent or ip_prefix", b)
+						}
+					}
+					h.Session.Bind = append(h.Session.Bind, bs...)
 				default:
 					return d.Errf("unknown session subdirective %q", d.Val())
 				}

@@ -89,6 +89,10 @@ type SessionConfig struct {
 	Idle caddy.Duration `json:"idle,omitempty"`
 	// A session ends this long after it started, used or not. Default 30d.
 	Lifetime caddy.Duration `json:"lifetime,omitempty"`
+	// Bind ends a session whose cookie arrives from another "user_agent"
+	// (browser family or operating system) or "ip_prefix" (/24, /48) than
+	// it started in: possible theft.
+	Bind []string `json:"bind,omitempty"`
 }
 
 // LinkConfig sets how a route takes signed links.
@@ -266,6 +270,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Tickets:       tc,
 		Sessions:      h.Tickets == nil || len(h.Tickets.Accept) == 0 || h.Tickets.also("session"),
 		RequireRoles:  h.RequireRoles,
+		BindUserAgent: slices.Contains(sc.Bind, "user_agent"),
+		BindIPPrefix:  slices.Contains(sc.Bind, "ip_prefix"),
 		ForwardEmail:  slices.Contains(h.Forward, "email"),
 		ForwardName:   slices.Contains(h.Forward, "name"),
 	}, deps)
@@ -315,6 +321,13 @@ func (h *Handler) Validate() error {
 	}
 	if len(h.RequireRoles) > 0 && h.Tickets != nil && len(h.Tickets.Accept) > 0 && !h.Tickets.also("session") {
 		return errors.New("require role: this route admits ticket holders, who have no user to hold a role; require roles on another route, or add `also session` to tickets")
+	}
+	if h.Session != nil {
+		for _, b := range h.Session.Bind {
+			if b != "user_agent" && b != "ip_prefix" {
+				return fmt.Errorf("session bind %q: want user_agent or ip_prefix", b)
+			}
+		}
 	}
 	for _, f := range h.Forward {
 		if f != "email" && f != "name" {

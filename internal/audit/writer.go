@@ -292,7 +292,9 @@ func (w *Writer) RecordActivity(e store.AuditEvent) {
 	if !w.seen.add(k) {
 		return
 	}
-	e.Reason = ReasonNewClient
+	if e.Reason == "" {
+		e.Reason = ReasonNewClient
+	}
 	if !w.enqueue(e) {
 		// Not recorded after all: the pair's next request tries again.
 		w.seen.forget(k)

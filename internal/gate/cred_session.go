@@ -2,6 +2,7 @@ package gate
 
 import (
 	"net/http"
+	"net/netip"
 
 	"go.uber.org/zap"
 
@@ -36,7 +37,63 @@ func (c *sessionCredential) Use(rq *Request) Outcome {
 		clear := token != "" && reason != session.ReasonWrongSite
 		return Outcome{Refused: &Refusal{Status: http.StatusUnauthorized, Reason: reason, ClearCookie: clear}}
 	}
+	r := rq.R
+	if su.IP != "" && (su.IP != rq.Env.ClientIP || su.UserAgent != r.UserAgent()) {
+		// Seen from a client it did not start in: recorded once per new
+		// client (the activity record), as the start of a possible theft.
+		rq.Ev.Reason = ReasonSessionMoved
+		if why := g.stolen(su, rq); why != "" {
+			if err := g.d.Sessions.End(r.Context(), su.ID); err != nil {
+				g.d.Logger.Error("ending a session that moved", zap.String("session", su.ID), zap.Error(err))
+				return storeError()
+			}
+			g.d.Logger.Warn("session ended: its cookie came from another "+why, zap.String("session", su.ID), zap.Int64("user", su.UserID))
+			return Outcome{Refused: &Refusal{Status: http.StatusUnauthorized, Reason: ReasonPossibleTheft, ClearCookie: true}}
+		}
+	}
 	return Outcome{UserID: su.UserID, SessionID: su.ID}
+}
+
+// Reasons of the session theft signals.
+const (
+	ReasonSessionMoved  = "session_moved"
+	ReasonPossibleTheft = "possible_theft"
+)
+
+// stolen says what the route binds sessions to that the request does not
+// match ("browser", "network"), or "".
+func (g *Gate) stolen(su *store.SessionUser, rq *Request) string {
+	if g.cfg.BindUserAgent && su.UserAgent != rq.R.UserAgent() {
+		then, now := store.AuditEvent{UserAgent: su.UserAgent}, store.AuditEvent{UserAgent: rq.R.UserAgent()}
+		g.d.Audit.Describe(&then)
+		g.d.Audit.Describe(&now)
+		if then.UABrowser != now.UABrowser || then.UAOS != now.UAOS {
+			return "browser"
+		}
+	}
+	if g.cfg.BindIPPrefix && netPrefix(su.IP) != netPrefix(rq.Env.ClientIP) {
+		return "network"
+	}
+	return ""
+}
+
+// netPrefix is the network an address is in for ip_prefix binding: its
+// /24 (IPv4) or /48 (IPv6); the text itself when it is not an address.
+func netPrefix(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	a = a.Unmap()
+	bits := 48
+	if a.Is4() {
+		bits = 24
+	}
+	p, err := a.Prefix(bits)
+	if err != nil {
+		return ip
+	}
+	return p.String()
 }
 
 // currentSession is the request's live session on this site, or nil.

@@ -93,6 +93,11 @@ type Config struct {
 	RequireRoles [][]string
 	// ForwardEmail and ForwardName send EmailHeader and NameHeader.
 	ForwardEmail, ForwardName bool
+	// BindUserAgent and BindIPPrefix end a session whose cookie comes from
+	// another browser family or operating system, or from another network
+	// (/24 for IPv4, /48 for IPv6), than the session started in, refused
+	// 401 as possible_theft.
+	BindUserAgent, BindIPPrefix bool
 }
 
 func (c Config) withDefaults() Config {

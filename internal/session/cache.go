@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,6 +49,9 @@ type Cache struct {
 	entries map[string]*cached // by keyed hash of the cookie value
 	users   map[int64]*cachedRow[store.User]
 	links   map[string]*cachedRow[store.Link]
+	// agents holds one copy of each session's starting user agent: a
+	// few browsers' strings shared by thousands of sessions.
+	agents map[string]string
 	// gen counts forgets. A row read from the store before a forget may be
 	// the very row the forget was for: it is kept only if gen has not
 	// moved since the read began, or a revocation that lands between the
@@ -81,7 +85,8 @@ func NewSizedCache(ttl time.Duration, size int) *Cache {
 		size = DefaultCacheSize
 	}
 	c := &Cache{size: size, entries: make(map[string]*cached),
-		users: make(map[int64]*cachedRow[store.User]), links: make(map[string]*cachedRow[store.Link])}
+		users: make(map[int64]*cachedRow[store.User]), links: make(map[string]*cachedRow[store.Link]),
+		agents: make(map[string]string)}
 	c.ttl.Store(int64(ttl))
 	return c
 }
@@ -141,6 +146,35 @@ func (c *Cache) put(hash []byte, su *store.SessionUser, now time.Time, gen uint6
 	}
 	c.mu.Unlock()
 }
+
+// intern returns the one copy of ua the cache keeps (ua itself when the
+// cache is off or its table of agents is full).
+func (c *Cache) intern(ua string) string {
+	if c == nil || ua == "" {
+		return ua
+	}
+	c.mu.RLock()
+	v, ok := c.agents[ua]
+	c.mu.RUnlock()
+	if ok {
+		return v
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if v, ok := c.agents[ua]; ok {
+		return v
+	}
+	if len(c.agents) >= maxAgents {
+		return ua
+	}
+	ua = strings.Clone(ua)
+	c.agents[ua] = ua
+	return ua
+}
+
+// maxAgents bounds the distinct user agents interned; a client sending a
+// new one per session only costs its own copies.
+const maxAgents = 4096
 
 // makeRoom drops a random eighth of m when it holds size entries or more:
 // map order is random, and each one dropped costs one store lookup to

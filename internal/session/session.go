@@ -163,8 +163,7 @@ func (m *Manager) Prepare(kind, credentialID, ip, userAgent string) (string, *st
 // used it returns a non-empty reason (one of the Reason constants) and, if the
 // session was found, the session too, so the refusal can be audited with it.
 // err is only for store failures. The returned session may be shared with
-// other requests: do not modify it. Its IP, UserAgent and TokenHash are not
-// filled in (the store's Sessions listing has them).
+// other requests: do not modify it. Its TokenHash is not filled in.
 func (m *Manager) Check(ctx context.Context, token string) (su *store.SessionUser, reason string, err error) {
 	if token == "" {
 		return nil, ReasonMissing, nil
@@ -184,9 +183,11 @@ func (m *Manager) Check(ctx context.Context, token string) (su *store.SessionUse
 		if err != nil {
 			return nil, "", fmt.Errorf("looking up session: %w", err)
 		}
-		// What the request path never reads is not kept: with thousands of
-		// sessions cached it is most of an entry.
-		su.IP, su.UserAgent, su.TokenHash = "", "", nil
+		// The token hash is never read again; the user agent the session
+		// started with is (theft signals) and is shared by most sessions,
+		// so one copy of each is kept.
+		su.TokenHash = nil
+		su.UserAgent = m.cache.intern(su.UserAgent)
 		m.cache.put(h, su, now, gen)
 	}
 	switch {
