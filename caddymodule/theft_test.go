@@ -41,7 +41,9 @@ func TestSessionTheftSignals(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			hdr := func(ua string) map[string]string { return map[string]string{"Cookie": "latchkey_session=" + tok, "User-Agent": ua} }
+			hdr := func(ua string) map[string]string {
+				return map[string]string{"Cookie": "latchkey_session=" + tok, "User-Agent": ua}
+			}
 			for range 3 {
 				if resp := g.get("/page", hdr(c.fromUA)); resp.StatusCode != c.want {
 					t.Fatalf("from the other client: %d, want %d", resp.StatusCode, c.want)
