@@ -325,10 +325,11 @@ func printUsers(c *cobra.Command, us []store.User) error {
 		return writeJSON(out, js)
 	}
 	tw := newTable(out)
-	fmt.Fprintln(tw, "ID\tEMAIL\tSITE\tNAME\tPHONE\tACTIVE\tROLES\tLOGINS\tLAST LOGIN\tFROM\tPREVIOUS LOGIN\tFROM")
+	fmt.Fprintln(tw, "ID\tEMAIL\tSITE\tNAME\tPHONE\tACTIVE\tROLES\tPASSWORD\tLOGINS\tLAST LOGIN\tFROM\tPREVIOUS LOGIN\tFROM")
 	for _, u := range us {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%t\t%s\t%d\t%s\t%s\t%s\t%s\n", u.ID, cell(u.Email), dash(u.Site), dash(cell(u.Name)), dash(cell(u.Phone)),
-			u.Active, dash(strings.Join(ops.ToUserJSON(&u).Roles, ",")), u.LoginCount, timeOrDash(u.CurrentLoginAt), dash(u.CurrentLoginIP),
+		js := ops.ToUserJSON(&u)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%t\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", u.ID, cell(u.Email), dash(u.Site), dash(cell(u.Name)), dash(cell(u.Phone)),
+			u.Active, dash(strings.Join(js.Roles, ",")), dash(js.PasswordScheme), u.LoginCount, timeOrDash(u.CurrentLoginAt), dash(u.CurrentLoginIP),
 			timeOrDash(u.LastLoginAt), dash(u.LastLoginIP))
 	}
 	return tw.Flush()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/pbkdf2"
 	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/base64"
 	"fmt"
 	"io"
@@ -24,6 +25,19 @@ func djangoPBKDF2(t *testing.T, pw, salt string, iter int) string {
 		t.Fatal(err)
 	}
 	return fmt.Sprintf("pbkdf2_sha256$%d$%s$%s", iter, salt, base64.StdEncoding.EncodeToString(dk))
+}
+
+// passlibPBKDF2SHA512 is a passlib pbkdf2_sha512 hash (Invenio's), made
+// from passlib's definition: adapted base64 ('.' for '+', no padding) of
+// the raw salt and of the 64-byte key.
+func passlibPBKDF2SHA512(t *testing.T, pw string, salt []byte, rounds int) string {
+	t.Helper()
+	dk, err := pbkdf2.Key(sha512.New, pw, salt, rounds, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ab64 := func(b []byte) string { return strings.ReplaceAll(base64.RawStdEncoding.EncodeToString(b), "+", ".") }
+	return fmt.Sprintf("$pbkdf2-sha512$%d$%s$%s", rounds, ab64(salt), ab64(dk))
 }
 
 // TestPasswordLogin: through a real Caddy, a user imported with a Django
@@ -57,6 +71,18 @@ func TestPasswordLogin(t *testing.T) {
 	page.Body.Close()
 	if !strings.Contains(string(b), `id="password-form"`) {
 		t.Fatal("the login page has no password form")
+	}
+
+	// An Invenio user, too.
+	invenio := &store.User{Site: "127.0.0.1", Email: "marie@example.com", Active: true, PasswordHash: passlibPBKDF2SHA512(t, "radium", []byte("invenio-salt-16b"), 1212)}
+	if err := g.st.CreateUser(ctx, invenio); err != nil {
+		t.Fatal(err)
+	}
+	if resp, _ := login("marie@example.com", "radium"); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("Invenio password: %d, want 303", resp.StatusCode)
+	}
+	if got, err := g.st.User(ctx, invenio.ID); err != nil || !strings.HasPrefix(got.PasswordHash, "$argon2id$") {
+		t.Errorf("the Invenio hash was not upgraded: %v", err)
 	}
 
 	wrong, wrongBody := login("leonard@example.com", "letmein")
