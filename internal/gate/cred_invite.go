@@ -81,15 +81,22 @@ func (c *inviteCredential) Use(rq *Request) Outcome {
 // RefusalPage shows the login form again with one message for every
 // refusal of a code.
 func (c *inviteCredential) RefusalPage(rq *Request, w http.ResponseWriter, rf *Refusal) error {
-	page := c.g.loginPage(rq.R)
+	return c.g.loginRefusalPage(rq, w, rf, msgBadCode)
+}
+
+// loginRefusalPage shows the login page again after a refused sign-in, with
+// badMsg for a wrong credential and the throttle's message for 429; other
+// refusals get the plain refusal page.
+func (g *Gate) loginRefusalPage(rq *Request, w http.ResponseWriter, rf *Refusal, badMsg string) error {
+	page := g.loginPage(rq.R)
 	page.Next = SafeNext(rq.R.PostForm.Get("next"))
 	switch rf.Status {
 	case http.StatusTooManyRequests:
 		page.Message = msgThrottled
 	case http.StatusUnauthorized, http.StatusForbidden, http.StatusGone:
-		page.Message = msgBadCode
+		page.Message = badMsg
 	default:
-		return c.g.writeRefusal(w, rq.R, rf.Status, rf.Reason)
+		return g.writeRefusal(w, rq.R, rf.Status, rf.Reason)
 	}
-	return c.g.d.Pages.Render(w, rf.Status, web.PageLogin, page)
+	return g.d.Pages.Render(w, rf.Status, web.PageLogin, page)
 }

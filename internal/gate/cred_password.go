@@ -10,7 +10,6 @@ import (
 	"github.com/latchkeyhq/latchkey/internal/mail"
 	"github.com/latchkeyhq/latchkey/internal/password"
 	"github.com/latchkeyhq/latchkey/internal/store"
-	"github.com/latchkeyhq/latchkey/internal/web"
 )
 
 // KindPassword is a sign-in with an email address and a password.
@@ -120,15 +119,5 @@ func (c *passwordCredential) Use(rq *Request) Outcome {
 }
 
 func (c *passwordCredential) RefusalPage(rq *Request, w http.ResponseWriter, rf *Refusal) error {
-	page := c.g.loginPage(rq.R)
-	page.Next = SafeNext(rq.R.PostForm.Get("next"))
-	switch rf.Status {
-	case http.StatusTooManyRequests:
-		page.Message = msgThrottled
-	case http.StatusUnauthorized:
-		page.Message = msgBadPassword
-	default:
-		return c.g.writeRefusal(w, rq.R, rf.Status, rf.Reason)
-	}
-	return c.g.d.Pages.Render(w, rf.Status, web.PageLogin, page)
+	return c.g.loginRefusalPage(rq, w, rf, msgBadPassword)
 }
