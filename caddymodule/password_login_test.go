@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/latchkeyhq/latchkey/internal/session"
 	"github.com/latchkeyhq/latchkey/internal/store"
 )
 
@@ -165,11 +166,30 @@ func TestSetPasswordOnSessionsPage(t *testing.T) {
 	if resp := login("ines@example.com", "correct horse battery"); resp.StatusCode != http.StatusSeeOther {
 		t.Errorf("login with the password set: %d", resp.StatusCode)
 	}
-	// Changing it needs the current one.
+	// In a session the password started, changing it needs the current one.
+	resp := login("ines@example.com", "correct horse battery")
+	for _, c := range resp.Cookies() {
+		if c.Name == "latchkey_session" {
+			tok = c.Value
+		}
+	}
 	if st := set(url.Values{"new_password": {"another long one"}, "current_password": {"wrong"}}); st != http.StatusBadRequest {
 		t.Errorf("changing without the current password: %d, want 400", st)
 	}
 	if st := set(url.Values{"new_password": {"another long one"}, "current_password": {"correct horse battery"}}); st != http.StatusOK {
 		t.Errorf("changing with the current password: %d", st)
+	}
+	// Forgotten: a session started by a sign-in link (the mailbox proved)
+	// sets a new one without the old.
+	m := session.New(g.st, g.secret, session.Config{Site: "127.0.0.1"}, nil, nil)
+	var err error
+	if tok, _, err = m.Start(ctx, invited.ID, "link", "", "127.0.0.1", "go-test"); err != nil {
+		t.Fatal(err)
+	}
+	if st := set(url.Values{"new_password": {"a brand new one"}}); st != http.StatusOK {
+		t.Errorf("replacing a forgotten password from a link's session: %d, want 200", st)
+	}
+	if resp := login("ines@example.com", "a brand new one"); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("login with the replaced password: %d", resp.StatusCode)
 	}
 }

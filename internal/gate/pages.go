@@ -370,9 +370,9 @@ type sessionsPage struct {
 	Title, Action, Email, Message string
 	Failed                        bool
 	Sessions                      []sessionRow
-	// Passwords shows the form to set or change the password; HasPassword
+	// Passwords shows the form to set or change the password; NeedCurrent
 	// asks for the current one first.
-	Passwords, HasPassword bool
+	Passwords, HasPassword, NeedCurrent bool
 }
 
 // minPasswordLen is the shortest password the sessions page sets (NIST
@@ -423,7 +423,7 @@ func (g *Gate) serveSessionsPage(rq *Request) error {
 			return g.refuse(rq, &Refusal{Status: http.StatusBadRequest, Reason: "bad_request"})
 		}
 		if form.Has("new_password") && g.d.Passwords != nil {
-			page.Message, page.Failed = g.setPassword(rq, u, form.Get("current_password"), form.Get("new_password"))
+			page.Message, page.Failed = g.setPassword(rq, u, su.Kind, form.Get("current_password"), form.Get("new_password"))
 			if !page.Failed {
 				ev.Outcome, ev.Reason, ev.Status = store.OutcomeAccepted, "password_set", http.StatusOK
 				g.record(rq)
@@ -486,6 +486,7 @@ func (g *Gate) serveSessionsPage(rq *Request) error {
 		}
 	}
 	page.Passwords, page.HasPassword = g.d.Passwords != nil, u.PasswordHash != ""
+	page.NeedCurrent = page.HasPassword && su.Kind == KindPassword
 	status := http.StatusOK
 	if page.Failed {
 		status = http.StatusNotFound
@@ -496,12 +497,15 @@ func (g *Gate) serveSessionsPage(rq *Request) error {
 	return g.d.Pages.Render(w, status, web.PageSessions, page)
 }
 
-// setPassword sets the signed-in user's password: a user who has one must
-// give it first (a session left open on a shared computer is not enough to
-// take the account). It says what happened for the page.
-func (g *Gate) setPassword(rq *Request, u *store.User, current, next string) (msg string, failed bool) {
+// setPassword sets the signed-in user's password. In a session the
+// password itself started, a user must give the current one first (a
+// session left open on a shared computer is not enough to take the
+// account); a session started by a sign-in link or invite code proved the
+// mailbox, and is how a forgotten password is replaced. It says what
+// happened for the page.
+func (g *Gate) setPassword(rq *Request, u *store.User, sessionKind, current, next string) (msg string, failed bool) {
 	ctx := rq.R.Context()
-	if u.PasswordHash != "" {
+	if u.PasswordHash != "" && sessionKind == KindPassword {
 		// Throttled like a login: the current password is a guess too.
 		held, rf := g.reserve(rq, KindPassword, g.site.Name+"\x00"+u.Email)
 		if rf != nil {
