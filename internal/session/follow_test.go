@@ -115,7 +115,10 @@ func TestFollowFailsClosedWhenTheFanOutIsUnreadable(t *testing.T) {
 	u := &store.User{Email: "f@example.com", Active: true}
 	st.CreateUser(ctx, u)
 	cache := session.NewCache(0)
-	go cache.Follow(ctx, f, session.FollowConfig{Poll: 10 * time.Millisecond, StaleAfter: 50 * time.Millisecond})
+	// StaleAfter is far above the poll, so that a loaded machine (the race
+	// detector on two cores) delaying a poll cannot make the cache stale
+	// while the test expects it to answer from memory.
+	go cache.Follow(ctx, f, session.FollowConfig{Poll: 10 * time.Millisecond, StaleAfter: time.Second})
 	m := session.New(f, []byte("0123456789abcdef0123456789abcdef"), session.Config{}, cache, nil)
 	token, _, _ := m.Start(ctx, u.ID, "test", "", "", "")
 	until(t, "the cache to follow", func() bool { m.Check(ctx, token); return cache.Len() == 1 })
