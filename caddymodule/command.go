@@ -583,6 +583,9 @@ func linksCommand() *cobra.Command {
 			}
 			fmt.Fprintln(c.OutOrStdout(), out.URL)
 			fmt.Fprintf(c.ErrOrStderr(), "link %s for user %d, %s mode, %s, until %s\n", out.JTI, out.UserID, out.Mode, usesText(out.MaxUses), timeOrDash(*out.ExpiresAt))
+			if len(out.Headers) > 0 {
+				fmt.Fprintf(c.ErrOrStderr(), "mail headers:\nList-Unsubscribe: %s\nList-Unsubscribe-Post: %s\n", out.Headers["List-Unsubscribe"], out.Headers["List-Unsubscribe-Post"])
+			}
 			return nil
 		}),
 	}

@@ -14,8 +14,9 @@ import (
 )
 
 type mintedLink struct {
-	JTI string `json:"jti"`
-	URL string `json:"url"`
+	JTI     string            `json:"jti"`
+	URL     string            `json:"url"`
+	Headers map[string]string `json:"headers"`
 }
 
 func (g *gateway) mintLink(o gwOpts, args ...string) mintedLink {
@@ -133,7 +134,12 @@ func TestOneClickUnsubscribePost(t *testing.T) {
 	if r := g.send(http.MethodPost, l.URL, "foo=bar", nil); r.StatusCode != http.StatusForbidden {
 		t.Errorf("POST that is not one-click: %d, want 403", r.StatusCode)
 	}
-	if r := g.send(http.MethodPost, l.URL, "List-Unsubscribe=One-Click", nil); r.StatusCode != 200 {
+	// What a mail client does with the mail headers the link came with.
+	if l.Headers["List-Unsubscribe-Post"] != "List-Unsubscribe=One-Click" || l.Headers["List-Unsubscribe"] != "<"+l.URL+">" {
+		t.Fatalf("links create --json headers = %v", l.Headers)
+	}
+	target := strings.TrimSuffix(strings.TrimPrefix(l.Headers["List-Unsubscribe"], "<"), ">")
+	if r := g.send(http.MethodPost, target, l.Headers["List-Unsubscribe-Post"], nil); r.StatusCode != 200 {
 		t.Fatalf("RFC 8058 one-click POST: %d", r.StatusCode)
 	}
 	if g.upstream.count() != 1 {

@@ -134,6 +134,10 @@ type Info struct {
 	IssuedAt  time.Time
 	NotBefore time.Time // zero when none
 	ExpiresAt time.Time
+	// MailHeaders, for a request-mode link, are the List-Unsubscribe and
+	// List-Unsubscribe-Post headers of a mail that carries it (one-click
+	// unsubscribe, RFC 8058); nil for a login link.
+	MailHeaders map[string]string
 }
 
 // Link mints a link and returns its URL (Options.URL with the token
@@ -224,7 +228,7 @@ func (m *Minter) Link(o Options) (string, *Info, error) {
 	c := minted.Claims
 	info := &Info{
 		Token: minted.Token, JTI: c.ID, UserID: o.UserID, Target: c.Target, Query: c.Query, Mode: mode,
-		Methods: methods, MaxUses: maxUses, IssuedAt: now, ExpiresAt: exp,
+		Methods: methods, MaxUses: maxUses, IssuedAt: now, ExpiresAt: exp, MailHeaders: minted.MailHeaders(),
 	}
 	if c.NotBefore != nil {
 		info.NotBefore = c.NotBefore.Time

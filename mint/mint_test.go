@@ -341,3 +341,22 @@ func ExampleMinter_Link() {
 	}
 	_, _ = u, info.JTI // put u in the mail; keep info.JTI to revoke the link
 }
+
+// TestMailHeaders: a request-mode link comes with the List-Unsubscribe
+// headers of the mail that carries it (RFC 2369, RFC 8058 one-click), its
+// URL in angle brackets; a login link comes with none.
+func TestMailHeaders(t *testing.T) {
+	m := New(secret)
+	m.Clock = clock
+	minted, info, err := m.Link(Options{UserID: 42, URL: "https://app.example.com/unsubscribe?list=news"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"List-Unsubscribe": "<" + minted + ">", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+	if len(info.MailHeaders) != 2 || info.MailHeaders["List-Unsubscribe"] != want["List-Unsubscribe"] || info.MailHeaders["List-Unsubscribe-Post"] != want["List-Unsubscribe-Post"] {
+		t.Errorf("MailHeaders = %v, want %v", info.MailHeaders, want)
+	}
+	if _, info, err := m.Link(Options{UserID: 42, URL: "https://app.example.com/", Mode: ModeLogin}); err != nil || info.MailHeaders != nil {
+		t.Errorf("a login link's MailHeaders = %v (%v), want none", info.MailHeaders, err)
+	}
+}

@@ -53,6 +53,21 @@ type Minted struct {
 	Claims *Claims
 }
 
+// MailHeaders are the headers a mail carrying a request-mode link puts it
+// in, so that mail clients show an unsubscribe button that uses it with
+// one click (RFC 2369's List-Unsubscribe, RFC 8058's one-click POST, which
+// the gateway accepts for such links); nil for a login link, which
+// unsubscribes nobody.
+func (m Minted) MailHeaders() map[string]string {
+	if m.Claims == nil || m.Claims.Mode != ModeRequest {
+		return nil
+	}
+	return map[string]string{
+		"List-Unsubscribe":      "<" + m.URL + ">",
+		"List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+	}
+}
+
 // ValidParam reports whether p can name the token's query parameter: a
 // name that needs no escaping to be found again in a query.
 func ValidParam(p string) bool {

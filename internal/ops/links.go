@@ -118,6 +118,7 @@ func (o *Ops) MintLink(ctx context.Context, in NewLink, by string) (LinkJSON, er
 	}
 	out := ToLinkJSON(row)
 	out.URL = minted.URL
+	out.Headers = minted.MailHeaders()
 	return out, nil
 }
 

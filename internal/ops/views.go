@@ -155,21 +155,24 @@ func ToInviteJSON(inv *store.Invite) InviteJSON {
 // LinkJSON is a signed link's record. The URL appears only in the answer
 // to its minting.
 type LinkJSON struct {
-	JTI         string      `json:"jti"`
-	Site        string      `json:"site"`
-	UserID      int64       `json:"user_id,omitempty"`
-	Target      string      `json:"target"`
-	Mode        string      `json:"mode"`
-	MaxUses     int         `json:"max_uses"`
-	Uses        int         `json:"uses"`
-	CreatedAt   time.Time   `json:"created_at"`
-	CreatedBy   string      `json:"created_by,omitempty"`
-	ExpiresAt   *time.Time  `json:"expires_at,omitempty"`
-	FirstUsedAt *time.Time  `json:"first_used_at,omitempty"`
-	LastUsedAt  *time.Time  `json:"last_used_at,omitempty"`
-	RevokedAt   *time.Time  `json:"revoked_at,omitempty"`
-	URL         string      `json:"url,omitempty"` // only when minted
-	UsesLog     []AuditJSON `json:"uses_log,omitempty"`
+	JTI         string     `json:"jti"`
+	Site        string     `json:"site"`
+	UserID      int64      `json:"user_id,omitempty"`
+	Target      string     `json:"target"`
+	Mode        string     `json:"mode"`
+	MaxUses     int        `json:"max_uses"`
+	Uses        int        `json:"uses"`
+	CreatedAt   time.Time  `json:"created_at"`
+	CreatedBy   string     `json:"created_by,omitempty"`
+	ExpiresAt   *time.Time `json:"expires_at,omitempty"`
+	FirstUsedAt *time.Time `json:"first_used_at,omitempty"`
+	LastUsedAt  *time.Time `json:"last_used_at,omitempty"`
+	RevokedAt   *time.Time `json:"revoked_at,omitempty"`
+	URL         string     `json:"url,omitempty"` // only when minted
+	// Headers, when a request-mode link is minted, are the mail headers
+	// that carry it: List-Unsubscribe and List-Unsubscribe-Post.
+	Headers map[string]string `json:"headers,omitempty"`
+	UsesLog []AuditJSON       `json:"uses_log,omitempty"`
 }
 
 // ToLinkJSON is l's JSON form.
