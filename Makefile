@@ -12,6 +12,7 @@ build:
 # the demo upstream on http://localhost:9080, state under ./data/.
 run: build
 	mkdir -p data
+	@echo "latchkey: open http://localhost:8080/ (the demo upstream behind the gateway); Ctrl-C stops"
 	./$(BIN) run --config Caddyfile.example --adapter caddyfile
 
 fmt-check:
