@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -252,6 +253,9 @@ func withOps(fn func(c *cobra.Command, o *ops.Ops, args []string) error) func(*c
 		repl := caddy.NewReplacer()
 		driver, target, err := env.app.storageTarget(repl)
 		if err != nil {
+			return err
+		}
+		if err := existingStore(driver, target, configFile); err != nil {
 			return err
 		}
 		st, err := openStore(ctx, driver, target)
@@ -895,4 +899,28 @@ func auditQueryFlags(c *cobra.Command) ops.AuditQuery {
 	q.Site, _ = f.GetString("site")
 	q.Before, _ = f.GetInt64("before")
 	return q
+}
+
+// existingStore refuses to let a command create a store: a command run
+// from another directory, or without the config the gateway runs with,
+// would otherwise write to a new, empty store the gateway never reads. It
+// says, on stderr, which store the command uses.
+func existingStore(driver, target, configFile string) error {
+	if driver != "sqlite" {
+		fmt.Fprintf(os.Stderr, "latchkey: store %s\n", driver)
+		return nil
+	}
+	abs, err := filepath.Abs(target)
+	if err != nil {
+		abs = target
+	}
+	if _, err := os.Stat(abs); err != nil {
+		from := "the default store path (no config found: pass --config with the gateway's Caddyfile)"
+		if configFile != "" {
+			from = "the storage of " + configFile
+		}
+		return fmt.Errorf("no latchkey store at %s (%s): run the gateway once to create it, or run this command from the gateway's directory with its config — a command never creates a store: %w", abs, from, err)
+	}
+	fmt.Fprintf(os.Stderr, "latchkey: store sqlite %s\n", abs)
+	return nil
 }

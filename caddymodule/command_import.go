@@ -79,6 +79,9 @@ file to 1,000,000 users.`,
 			if err != nil {
 				return err
 			}
+			if err := existingStore(driver, target, configFile); err != nil {
+				return err
+			}
 			st, err := openStore(ctx, driver, target)
 			if err != nil {
 				return err

@@ -51,6 +51,9 @@ The gateway need not be stopped.`,
 			if err != nil {
 				return err
 			}
+			if err := existingStore(driver, target, configFile); err != nil {
+				return err
+			}
 			st, err := openStore(ctx, driver, target)
 			if err != nil {
 				return err

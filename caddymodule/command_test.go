@@ -41,7 +41,35 @@ func writeCaddyfile(t *testing.T) (path, db string) {
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// The gateway made the store: the CLI never does.
+	st, err := sqlite.Open(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
 	return path, db
+}
+
+// TestCLINeverCreatesAStore: a command whose config names a store that does
+// not exist (run from another directory, say, with a relative path), or
+// that finds no config at all, fails naming the path and leaves no file
+// behind, instead of writing to a new, empty store the gateway never reads.
+func TestCLINeverCreatesAStore(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(cfgPath, []byte("{\n\tlatchkey {\n\t\tstorage sqlite ./data/latchkey.db\n\t}\n}\n:8080 {\n\tlatchkey\n\trespond ok\n}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	elsewhere := t.TempDir()
+	t.Chdir(elsewhere)
+	_, err := cli(t, cfgPath, "users", "list")
+	want := filepath.Join(elsewhere, "data", "latchkey.db")
+	if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "never creates") {
+		t.Errorf("users list with a store that does not exist: %v, want an error naming %s", err, want)
+	}
+	if _, err := os.Stat(filepath.Join(elsewhere, "data")); err == nil {
+		t.Error("the command created a data directory")
+	}
 }
 
 func TestUsersCommands(t *testing.T) {

@@ -3,6 +3,7 @@ package caddymodule_test
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/latchkeyhq/latchkey/internal/store/sqlite"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,6 +23,12 @@ func TestImportCommand(t *testing.T) {
 	cfg := fmt.Sprintf("{\n\tlatchkey {\n\t\tstorage sqlite %s\n\t}\n}\n:8080 {\n\tlatchkey\n\trespond ok\n}\n", db)
 	if err := os.WriteFile(cf, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
+	}
+	// The gateway made the store: the CLI never does.
+	if st, err := sqlite.Open(t.Context(), db); err != nil {
+		t.Fatal(err)
+	} else {
+		st.Close()
 	}
 	run := func(args ...string) string {
 		t.Helper()
