@@ -81,6 +81,7 @@ func TestLinkRoundTrip(t *testing.T) {
 			want := &Info{
 				Token: info.Token, JTI: c.ID, UserID: 42, Target: "app.example.com/unsubscribe", Mode: ModeRequest,
 				MaxUses: 1, IssuedAt: now.Truncate(time.Second), ExpiresAt: now.Truncate(time.Second).Add(DefaultTTL),
+				MailHeaders: map[string]string{"List-Unsubscribe": "<" + minted + ">", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
 			}
 			if !reflect.DeepEqual(info, want) {
 				t.Errorf("info\n got %+v\nwant %+v", info, want)
