@@ -174,7 +174,15 @@ func buildCommand(cmd *cobra.Command) {
 			if user == "" {
 				return fmt.Errorf("--user is required")
 			}
-			lifetime, _ := c.Flags().GetDuration("lifetime")
+			var lifetime time.Duration
+			if l, _ := c.Flags().GetString("lifetime"); l != "" {
+				// Days as everywhere else in latchkey: 7d, 12h, 90m.
+				d, err := ops.ParseDuration(l)
+				if err != nil || d <= 0 {
+					return fmt.Errorf("--lifetime: bad duration %q (want e.g. 7d, 12h)", l)
+				}
+				lifetime = d
+			}
 			site, _ := c.Flags().GetString("site")
 			token, s, u, err := o.StartSession(c.Context(), user, site, lifetime, "caddy latchkey sessions create")
 			if err != nil {
@@ -192,7 +200,7 @@ func buildCommand(cmd *cobra.Command) {
 	screate.Flags().String("user", "", "User to start the session for")
 	screate.Flags().String("site", "", "Site the session is for (default: the user's, or the config's only site)")
 	screate.Flags().String("cookie", gate.DefaultCookieName, "Cookie name the route uses")
-	screate.Flags().Duration("lifetime", 0, "Absolute lifetime (default 720h)")
+	screate.Flags().String("lifetime", "", "Absolute lifetime, e.g. 7d or 12h (default 30d)")
 	sessions.AddCommand(slist, screate, srevoke)
 
 	auditCmd := &cobra.Command{Use: "audit", Short: "Reads the audit trail"}

@@ -216,6 +216,17 @@ func TestSessionsCommands(t *testing.T) {
 	if _, err := cli(t, cf, "sessions", "revoke", "nope"); err == nil {
 		t.Error("revoking an unknown session succeeded")
 	}
+	// Lifetimes in days, as every latchkey duration.
+	out, err = cli(t, cf, "sessions", "create", "--user", "cy@example.com", "--lifetime", "7d", "--json")
+	if err := json.Unmarshal([]byte(out), &created); err != nil {
+		t.Fatalf("sessions create --lifetime 7d: %v\n%s", err, out)
+	}
+	if d := created.Session.ExpiresAt.Sub(created.Session.CreatedAt); d != 7*24*time.Hour {
+		t.Errorf("--lifetime 7d made a session of %v", d)
+	}
+	if _, err := cli(t, cf, "sessions", "create", "--user", "cy@example.com", "--lifetime", "soon"); err == nil || !strings.Contains(err.Error(), "soon") {
+		t.Errorf("--lifetime soon: %v, want an error naming it", err)
+	}
 }
 
 func TestInvitesCreatePromptsAtTerminal(t *testing.T) {
