@@ -259,14 +259,7 @@ func withOps(fn func(c *cobra.Command, o *ops.Ops, args []string) error) func(*c
 			return err
 		}
 		repl := caddy.NewReplacer()
-		driver, target, err := env.app.storageTarget(repl)
-		if err != nil {
-			return err
-		}
-		if err := existingStore(driver, target, configFile); err != nil {
-			return err
-		}
-		st, err := openStore(ctx, driver, target)
+		st, err := env.openStore(ctx, repl, configFile)
 		if err != nil {
 			return err
 		}
@@ -907,6 +900,19 @@ func auditQueryFlags(c *cobra.Command) ops.AuditQuery {
 	q.Site, _ = f.GetString("site")
 	q.Before, _ = f.GetInt64("before")
 	return q
+}
+
+// openStore opens the store the config names, as every command does: only
+// one that exists (see existingStore).
+func (env cliEnv) openStore(ctx context.Context, repl *caddy.Replacer, configFile string) (store.Store, error) {
+	driver, target, err := env.app.storageTarget(repl)
+	if err != nil {
+		return nil, err
+	}
+	if err := existingStore(driver, target, configFile); err != nil {
+		return nil, err
+	}
+	return openStore(ctx, driver, target)
 }
 
 // existingStore refuses to let a command create a store: a command run

@@ -75,14 +75,7 @@ file to 1,000,000 users.`,
 			if err != nil {
 				return err
 			}
-			driver, target, err := env.app.storageTarget(caddy.NewReplacer())
-			if err != nil {
-				return err
-			}
-			if err := existingStore(driver, target, configFile); err != nil {
-				return err
-			}
-			st, err := openStore(ctx, driver, target)
+			st, err := env.openStore(ctx, caddy.NewReplacer(), configFile)
 			if err != nil {
 				return err
 			}

@@ -47,14 +47,7 @@ The gateway need not be stopped.`,
 			if err := r.Validate(); err != nil {
 				return fmt.Errorf("latchkey %w", err)
 			}
-			driver, target, err := env.app.storageTarget(caddy.NewReplacer())
-			if err != nil {
-				return err
-			}
-			if err := existingStore(driver, target, configFile); err != nil {
-				return err
-			}
-			st, err := openStore(ctx, driver, target)
+			st, err := env.openStore(ctx, caddy.NewReplacer(), configFile)
 			if err != nil {
 				return err
 			}
