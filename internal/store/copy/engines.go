@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/latchkeyhq/latchkey/internal/store/sqlite"
 	"path/filepath"
 	"strings"
 	"unicode/utf8"
@@ -76,23 +77,7 @@ type sqliteEngine struct {
 func sqliteDSN(abs string, write bool) string {
 	var b strings.Builder
 	b.WriteString("file:")
-	p := filepath.ToSlash(abs)
-	if !strings.HasPrefix(p, "/") {
-		p = "/" + p
-	}
-	const hex = "0123456789ABCDEF"
-	for i := 0; i < len(p); i++ {
-		c := p[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9',
-			c == '-', c == '.', c == '_', c == '~', c == '/':
-			b.WriteByte(c)
-		default:
-			b.WriteByte('%')
-			b.WriteByte(hex[c>>4])
-			b.WriteByte(hex[c&15])
-		}
-	}
+	b.WriteString(sqlite.EscapePath(abs))
 	b.WriteString("?_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)")
 	if write {
 		b.WriteString("&_txlock=immediate")

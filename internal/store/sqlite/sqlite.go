@@ -174,7 +174,7 @@ func connectFirst(ctx context.Context, db *sql.DB) error {
 func dsn(abs string, write bool) string {
 	var b strings.Builder
 	b.WriteString("file:")
-	b.WriteString(escapePath(abs))
+	b.WriteString(EscapePath(abs))
 	b.WriteString("?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)")
 	if write {
 		b.WriteString("&_txlock=immediate&_pragma=wal_autocheckpoint(8000)")
@@ -187,8 +187,10 @@ func dsn(abs string, write bool) string {
 	return b.String()
 }
 
-// escapePath percent-encodes everything but unreserved characters and '/'.
-func escapePath(p string) string {
+// EscapePath is a file path as the path of a "file:" URI for the driver:
+// everything but unreserved characters and '/' percent-encoded, so that a
+// '?', '#' or '%' in a directory name cannot cut it short.
+func EscapePath(p string) string {
 	p = filepath.ToSlash(p)
 	if !strings.HasPrefix(p, "/") {
 		p = "/" + p // "C:/x" on Windows: SQLite wants file:/C:/x
