@@ -236,7 +236,14 @@ func buildCommand(cmd *cobra.Command) {
 
 	cmd.AddCommand(users, rolesCommand(), sessions, auditCmd, invitesCommand(), linksCommand(), ticketsCommand(), mailCommand(), janitorCommand())
 	cmd.AddCommand(storeCommand())
+	for _, sub := range moreCommands {
+		cmd.AddCommand(sub())
+	}
 }
+
+// moreCommands and moreLinksCommands are filled by init functions of the
+// files that define further commands, so each command lives in its own file.
+var moreCommands, moreLinksCommands []func() *cobra.Command
 
 // cliEnv is what a command knows from its config.
 type cliEnv struct {
@@ -674,6 +681,9 @@ func linksCommand() *cobra.Command {
 	}
 	revoke.Flags().String("user", "", "Revoke every link of this user")
 	links.AddCommand(create, list, show, revoke)
+	for _, sub := range moreLinksCommands {
+		links.AddCommand(sub())
+	}
 	return links
 }
 
