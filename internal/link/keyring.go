@@ -3,6 +3,7 @@ package link
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/subtle"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
@@ -140,28 +141,51 @@ type ringKey struct {
 	sign    any // []byte or ed25519.PrivateKey; nil: verify only
 	verify  any // []byte or ed25519.PublicKey
 	methods []string
+	use     string // UseSigns, UseVerifies or UsePrevious
 }
+
+// Uses of a key in a ring, as Keys reports them.
+const (
+	// UseSigns: the ring's first key, which signs the gateway's links (and
+	// verifies).
+	UseSigns = "signs"
+	// UseVerifies: the first key of its kid, not the ring's first key: it
+	// verifies links signed with it under its kid.
+	UseVerifies = "verifies"
+	// UsePrevious: a later key of a kid that has another key before it
+	// (the key of a kid under a gateway secret that was rotated): it still
+	// verifies links signed with it, and apps should move to the first.
+	UsePrevious = "previous"
+)
 
 // KeyRing signs links with its first key and verifies them with any of its
 // keys. It is safe for concurrent use.
 type KeyRing struct {
-	keys  []*ringKey
-	byID  map[string]*ringKey
+	keys []*ringKey
+	// byID: the keys of each kid, in ring order; all share one algorithm.
+	byID  map[string][]*ringKey
 	jwks  []byte
 	first *ringKey
 	seen  verifiedTokens
 }
 
 // NewKeyRing checks keys and makes a ring of them: at least one, kids
-// non-empty and unique, algorithms known and key material valid. The first
-// key signs and must be able to (an EdDSA key needs its private half);
-// every key verifies, so a rotated key is kept after the new one until the
-// links it signed have expired.
+// non-empty, algorithms known and key material valid. The first key signs
+// and must be able to (an EdDSA key needs its private half); every key
+// verifies, so a rotated key is kept after the new one until the links it
+// signed have expired.
+//
+// A kid may have several keys, of one algorithm: after the gateway secret
+// is rotated, the HS256 key "default" derived from the new secret comes
+// first and those derived from the previous secrets after it, so that
+// links apps signed with an old one keep working while they move. A token
+// of that kid verifies if any of them signed it, tried in order. A key
+// given twice (same kid, same material) is kept once.
 func NewKeyRing(ks ...Key) (*KeyRing, error) {
 	if len(ks) == 0 {
 		return nil, errors.New("link: a key ring needs at least one key")
 	}
-	kr := &KeyRing{byID: make(map[string]*ringKey, len(ks))}
+	kr := &KeyRing{byID: make(map[string][]*ringKey, len(ks))}
 	type jwk struct {
 		Kty string `json:"kty"`
 		Crv string `json:"crv"`
@@ -173,12 +197,10 @@ func NewKeyRing(ks ...Key) (*KeyRing, error) {
 	set := struct {
 		Keys []jwk `json:"keys"`
 	}{Keys: []jwk{}}
+keys:
 	for i, k := range ks {
 		if k.ID == "" {
 			return nil, fmt.Errorf("link: key %d has no kid", i+1)
-		}
-		if _, dup := kr.byID[k.ID]; dup {
-			return nil, fmt.Errorf("link: kid %q appears twice", k.ID)
 		}
 		rk := &ringKey{id: k.ID, alg: k.Alg, methods: []string{k.Alg}}
 		switch k.Alg {
@@ -204,12 +226,7 @@ func NewKeyRing(ks ...Key) (*KeyRing, error) {
 			if len(pub) != ed25519.PublicKeySize {
 				return nil, fmt.Errorf("link: key %q: Ed25519 key needs a private key or a %d-byte public key", k.ID, ed25519.PublicKeySize)
 			}
-			pub = ed25519.PublicKey(bytes.Clone(pub))
-			rk.method, rk.verify = jwt.SigningMethodEdDSA, pub
-			set.Keys = append(set.Keys, jwk{
-				Kty: "OKP", Crv: "Ed25519", X: base64.RawURLEncoding.EncodeToString(pub),
-				Kid: k.ID, Alg: AlgEdDSA, Use: "sig",
-			})
+			rk.method, rk.verify = jwt.SigningMethodEdDSA, ed25519.PublicKey(bytes.Clone(pub))
 		case "":
 			return nil, fmt.Errorf("link: key %q has no algorithm (want %s or %s)", k.ID, AlgHS256, AlgEdDSA)
 		default:
@@ -218,8 +235,33 @@ func NewKeyRing(ks ...Key) (*KeyRing, error) {
 		if i == 0 && rk.sign == nil {
 			return nil, fmt.Errorf("link: key %q is first, so it signs, but it is verify-only: it has no private key (put a key that can sign first)", k.ID)
 		}
+		same := kr.byID[k.ID]
+		for _, o := range same {
+			// One algorithm per kid: the header's alg is checked against the
+			// kid's before any key is tried.
+			if o.alg != rk.alg {
+				return nil, fmt.Errorf("link: kid %q has an %s key and an %s key; a kid names keys of one algorithm", k.ID, o.alg, rk.alg)
+			}
+			if o.sameMaterial(rk) {
+				continue keys
+			}
+		}
+		switch {
+		case i == 0:
+			rk.use = UseSigns
+		case len(same) > 0:
+			rk.use = UsePrevious
+		default:
+			rk.use = UseVerifies
+		}
+		if pub, ok := rk.verify.(ed25519.PublicKey); ok {
+			set.Keys = append(set.Keys, jwk{
+				Kty: "OKP", Crv: "Ed25519", X: base64.RawURLEncoding.EncodeToString(pub),
+				Kid: k.ID, Alg: AlgEdDSA, Use: "sig",
+			})
+		}
 		kr.keys = append(kr.keys, rk)
-		kr.byID[k.ID] = rk
+		kr.byID[k.ID] = append(same, rk)
 	}
 	kr.first = kr.keys[0]
 	js, err := json.Marshal(set)
@@ -228,6 +270,52 @@ func NewKeyRing(ks ...Key) (*KeyRing, error) {
 	}
 	kr.jwks = js
 	return kr, nil
+}
+
+// sameMaterial reports whether k and o verify with the same key bytes.
+func (k *ringKey) sameMaterial(o *ringKey) bool {
+	switch kv := k.verify.(type) {
+	case []byte:
+		ov, ok := o.verify.([]byte)
+		return ok && subtle.ConstantTimeCompare(kv, ov) == 1
+	case ed25519.PublicKey:
+		ov, ok := o.verify.(ed25519.PublicKey)
+		return ok && kv.Equal(ov)
+	}
+	return false
+}
+
+// KeyInfo describes one key of a ring, for `caddy latchkey links keys`:
+// what an app needs to sign links the ring verifies.
+type KeyInfo struct {
+	ID  string // kid
+	Alg string // AlgHS256 or AlgEdDSA
+	// Use is UseSigns, UseVerifies or UsePrevious.
+	Use string
+	// Secret is an HS256 key (a copy): whoever has it can sign links.
+	Secret []byte
+	// Public is an EdDSA key's public half.
+	Public ed25519.PublicKey
+	// CanSign: the ring holds the private half of an EdDSA key (always true
+	// for HS256).
+	CanSign bool
+}
+
+// Keys lists the ring's keys in ring order: the signing key first, then
+// each kid's keys in the order they are tried.
+func (kr *KeyRing) Keys() []KeyInfo {
+	out := make([]KeyInfo, 0, len(kr.keys))
+	for _, k := range kr.keys {
+		ki := KeyInfo{ID: k.id, Alg: k.alg, Use: k.use, CanSign: k.sign != nil}
+		switch v := k.verify.(type) {
+		case []byte:
+			ki.Secret = bytes.Clone(v)
+		case ed25519.PublicKey:
+			ki.Public = ed25519.PublicKey(bytes.Clone(v))
+		}
+		out = append(out, ki)
+	}
+	return out
 }
 
 // SigningKID is the kid of the key that signs.
@@ -305,10 +393,11 @@ func (kr *KeyRing) Verify(token string, now time.Time) (*Claims, string, error) 
 	if len(token) > MaxTokenSize {
 		return refuse(ReasonBadSignature, fmt.Sprintf("token is over %d bytes", MaxTokenSize), jwt.ErrTokenMalformed)
 	}
-	k, msg := kr.keyOf(token)
-	if k == nil {
+	ks, msg := kr.keyOf(token)
+	if ks == nil {
 		return refuse(ReasonBadSignature, msg, jwt.ErrTokenUnverifiable)
 	}
+	k := ks[0]
 	c := new(Claims)
 	p := jwt.NewParser(
 		jwt.WithValidMethods(k.methods),
@@ -323,7 +412,15 @@ func (kr *KeyRing) Verify(token string, now time.Time) (*Claims, string, error) 
 		if kid, _ := t.Header["kid"].(string); kid != k.id || t.Method.Alg() != k.alg {
 			return nil, errors.New("key mismatch")
 		}
-		return k.verify, nil
+		if len(ks) == 1 {
+			return k.verify, nil
+		}
+		// Tried in order; HMACs are compared in constant time.
+		set := jwt.VerificationKeySet{Keys: make([]jwt.VerificationKey, len(ks))}
+		for i, k := range ks {
+			set.Keys[i] = k.verify
+		}
+		return set, nil
 	})
 	switch {
 	case err == nil:
@@ -410,9 +507,9 @@ func (v *verifiedTokens) put(token string, c *Claims) {
 	v.m[token] = c
 }
 
-// keyOf finds the key named by the token's header, without trusting
-// anything else in it. It returns nil and why when there is none.
-func (kr *KeyRing) keyOf(token string) (*ringKey, string) {
+// keyOf finds the keys of the kid named by the token's header, without
+// trusting anything else in it. It returns nil and why when there is none.
+func (kr *KeyRing) keyOf(token string) ([]*ringKey, string) {
 	h, _, ok := strings.Cut(token, ".")
 	if !ok {
 		return nil, "token is malformed"
@@ -438,12 +535,12 @@ func (kr *KeyRing) keyOf(token string) (*ringKey, string) {
 		return nil, "token has no key id"
 	}
 	kid := *header.Kid
-	k := kr.byID[kid]
-	if k == nil {
+	ks := kr.byID[kid]
+	if ks == nil {
 		return nil, "token's key id is not in the key ring"
 	}
-	if header.Alg != k.alg {
+	if header.Alg != ks[0].alg {
 		return nil, "token's algorithm is not its key's"
 	}
-	return k, ""
+	return ks, ""
 }
