@@ -236,6 +236,7 @@ type Gate struct {
 	login   string
 	invite  string
 	mine    string // the sessions page
+	admin   string // the dashboard
 	jwks    string
 	csrf    *http.CrossOriginProtection
 	userKey string // canonical forms, set with direct map writes
@@ -275,6 +276,7 @@ func New(cfg Config, d Deps) *Gate {
 		login:   cfg.Prefix + "login",
 		invite:  cfg.Prefix + "invite",
 		mine:    cfg.Prefix + "sessions",
+		admin:   cfg.Prefix + "admin",
 		jwks:    cfg.Prefix + "jwks.json",
 		csrf:    http.NewCrossOriginProtection(),
 		userKey: http.CanonicalHeaderKey(cfg.UserHeader),

@@ -108,6 +108,10 @@ func (g *Gate) servePage(rq *Request) error {
 		if g.d.Sessions != nil {
 			return g.serveSessionsPage(rq)
 		}
+	case g.admin:
+		if g.d.Sessions != nil {
+			return g.serveDashboard(rq)
+		}
 	case g.jwks:
 		if g.d.Links != nil {
 			// Public keys only, so that others can verify links offline.

@@ -25,12 +25,13 @@ type Pages struct {
 
 // Page names, one per template file.
 const (
-	PageRefused  = "refused.html"
-	PageLogout   = "logout.html"
-	PageLogin    = "login.html"
-	PageInvite   = "invite.html"
-	PageConfirm  = "confirm.html"
-	PageSessions = "sessions.html"
+	PageRefused   = "refused.html"
+	PageLogout    = "logout.html"
+	PageLogin     = "login.html"
+	PageInvite    = "invite.html"
+	PageConfirm   = "confirm.html"
+	PageSessions  = "sessions.html"
+	PageDashboard = "dashboard.html"
 )
 
 // New parses the embedded templates and, for each file of the same name in
