@@ -10,7 +10,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"time"
 )
@@ -53,19 +52,9 @@ func GenerateSecret() ([]byte, error) {
 // file that group or others may access, and one shorter than MinSecretLen.
 // A missing file is an error wrapping fs.ErrNotExist.
 func ReadSecretFile(path string) ([]byte, error) {
-	fi, err := os.Stat(path)
+	b, err := readPrivate(path, "secret file")
 	if err != nil {
-		return nil, fmt.Errorf("latchkey secret file: %w", err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("latchkey secret file %s is not a regular file", path)
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 && runtime.GOOS != "windows" {
-		return nil, fmt.Errorf("latchkey secret file %s is accessible to group or others (mode %04o); it must be readable by its owner only: chmod 600 %s", path, perm, path)
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("latchkey secret file: %w", err)
+		return nil, err
 	}
 	if len(b) == 0 {
 		return nil, fmt.Errorf("latchkey secret file %s is empty; delete it to have a new secret generated (ending every session, code and link) or restore it from a backup", path)
