@@ -489,6 +489,23 @@ type Meta interface {
 	Close() error
 }
 
+// Backuper is a store that can copy itself into a new file while gateways
+// keep using it (SQLite); a database server's own tools back it up instead.
+type Backuper interface {
+	// Backup writes a consistent snapshot of the store to a new file at
+	// path. It never replaces a file: if path exists it fails with an
+	// error wrapping fs.ErrExist and leaves that file as it was. The file
+	// appears complete or not at all.
+	Backup(ctx context.Context, path string) (BackupInfo, error)
+}
+
+// BackupInfo describes a backup Backup wrote.
+type BackupInfo struct {
+	Path          string // absolute
+	Size          int64  // bytes
+	SchemaVersion int    // the backup's, read back from it
+}
+
 // Users are the people the gateway knows.
 type Users interface {
 	// CreateUser stores the e-mail address trimmed and lower-cased, so that
