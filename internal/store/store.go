@@ -360,6 +360,7 @@ type Store interface {
 	Throttles
 	Outbox    // the mail outbox, outbox.go
 	Retention // the janitor's deletions and blanking
+	Stats     // the admin dashboard's figures of one site
 }
 
 // RetainPolicy is what one retention run removes. Each cut is a time: what
@@ -688,3 +689,60 @@ type Tickets interface {
 	// as expired, and returns how many. Nothing is deleted.
 	ExpireTickets(ctx context.Context, at time.Time) (int, error)
 }
+
+// Stats are the figures of one site that its admin dashboard shows. Audit
+// counts add up the records' Count, so that a flood of refusals folded into
+// one record counts what it stands for.
+type Stats interface {
+	// AuditHistogram counts the records of q by outcome in buckets q.Step
+	// wide from q.Since (bucket i holds [Since+i*Step, Since+(i+1)*Step)),
+	// in bucket and then outcome order; empty buckets are left out.
+	AuditHistogram(ctx context.Context, q StatsQuery) ([]AuditBucket, error)
+	// AuditTop counts the records of q by the value of one field (by,
+	// TallyClientIP, TallyReason or TallyKind): the limit largest counts,
+	// largest first, equal counts by value.
+	AuditTop(ctx context.Context, q StatsQuery, by string, limit int) ([]Tally, error)
+	// CountSessions counts the site's sessions that are live at now: not
+	// revoked, not expired, and seen at or after seenSince (zero: any time).
+	CountSessions(ctx context.Context, site string, now, seenSince time.Time) (int, error)
+	// MailCounts counts the site's mails by state.
+	MailCounts(ctx context.Context, site string) (map[string]int, error)
+	// SiteMails lists the site's latest mails as Mails does: newest first,
+	// without bodies.
+	SiteMails(ctx context.Context, site string, limit int) ([]Mail, error)
+}
+
+// StatsQuery selects the audit records Stats counts: those with Since <=
+// Time < Until whose host is one of Hosts.
+type StatsQuery struct {
+	// Hosts are a site's hosts, as site.Site keeps them (lower case, no
+	// port). A record's host matches one whatever its case and port; a
+	// "*.example.com" matches one label before example.com, as the site
+	// does. Empty: every record, whatever its host.
+	Hosts        []string
+	Since, Until time.Time
+	// Outcome, when set, counts only records with it.
+	Outcome string
+	// Step is AuditHistogram's bucket width; it must be positive there.
+	Step time.Duration
+}
+
+// AuditBucket is the count of one outcome in one bucket of a histogram.
+type AuditBucket struct {
+	Start   time.Time
+	Outcome string
+	Count   int64
+}
+
+// Tally is a value and how many records had it.
+type Tally struct {
+	Value string
+	Count int64
+}
+
+// Fields AuditTop counts by.
+const (
+	TallyClientIP = "client_ip"
+	TallyReason   = "reason"
+	TallyKind     = "kind"
+)

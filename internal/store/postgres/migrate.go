@@ -17,7 +17,7 @@ import (
 // used, because an older binary cannot know what a newer schema expects of
 // its writers. It must equal the number of the last file in migrations/;
 // package initialisation panics otherwise.
-const SchemaVersion = 14
+const SchemaVersion = 15
 
 // migrationFiles are applied in version order, each in its own transaction
 // (PostgreSQL's DDL is transactional, so a failed migration leaves nothing

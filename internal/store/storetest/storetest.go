@@ -96,6 +96,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	tests = append(tests, outboxTests...)
 	tests = append(tests, auditCountTests...)
 	tests = append(tests, retentionTests...)
+	tests = append(tests, statsTests...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
