@@ -138,9 +138,8 @@ func ParseEd25519PublicKeyPEM(pemBytes []byte) (ed25519.PublicKey, error) {
 type ringKey struct {
 	id, alg string
 	method  jwt.SigningMethod
-	sign    any // []byte or ed25519.PrivateKey; nil: verify only
-	verify  any // []byte or ed25519.PublicKey
-	methods []string
+	sign    any    // []byte or ed25519.PrivateKey; nil: verify only
+	verify  any    // []byte or ed25519.PublicKey
 	use     string // UseSigns, UseVerifies or UsePrevious
 }
 
@@ -202,7 +201,7 @@ keys:
 		if k.ID == "" {
 			return nil, fmt.Errorf("link: key %d has no kid", i+1)
 		}
-		rk := &ringKey{id: k.ID, alg: k.Alg, methods: []string{k.Alg}}
+		rk := &ringKey{id: k.ID, alg: k.Alg}
 		switch k.Alg {
 		case AlgHS256:
 			if len(k.Secret) < minHS256Secret {
@@ -326,8 +325,9 @@ func (kr *KeyRing) SigningKID() string { return kr.first.id }
 func (kr *KeyRing) JWKS() []byte { return bytes.Clone(kr.jwks) }
 
 // Sign signs c with the ring's first key, its kid in the header. c needs
-// exp, jti, a user id as sub, a target (as TargetOf makes it) and a mode;
-// when iat is missing the token gets the current time (c is not changed).
+// exp, jti, a user id or address as sub, a target (as TargetOf makes it)
+// and a mode: the gateway's own links are complete, and recorded by jti.
+// When iat is missing the token gets the current time (c is not changed).
 func (kr *KeyRing) Sign(c *Claims) (string, error) {
 	if c == nil {
 		return "", errors.New("link: no claims to sign")
@@ -336,6 +336,9 @@ func (kr *KeyRing) Sign(c *Claims) (string, error) {
 		cc := *c
 		cc.IssuedAt = jwt.NewNumericDate(time.Now())
 		c = &cc
+	}
+	if c.ID == "" {
+		return "", errors.New("link: cannot sign: jti is required")
 	}
 	if err := c.check(); err != nil {
 		return "", fmt.Errorf("link: cannot sign: %w", err)
@@ -375,12 +378,16 @@ func refuse(reason, msg string, err error) (*Claims, string, error) {
 // Verify checks a token and returns its claims, or the refusal reason and an
 // *Error (reason is "" exactly when err is nil).
 //
-// The token's kid picks the key and only that key's algorithm is accepted.
-// exp and iat are required and now is the clock, with no leeway: a token is
-// valid from nbf (inclusive) to exp (exclusive), in whole seconds. The
-// claims must be complete (jti, a user id as sub, tgt, a known mode) or the
-// token is a bad signature: no key of ours signs such a thing. Verify does
-// not check the target (Bind does) nor uses and revocation (the store does).
+// The token's kid picks the keys and only their algorithm is accepted; the
+// signature is checked before anything in the payload is read. Then the
+// claims must be a link's (decodeClaims), or the token is
+// ReasonMalformed. Times are checked against now with no leeway: a token is
+// valid from nbf (inclusive) to exp (exclusive), in whole seconds. Verify
+// does not check the target (Bind does), the user (the gate does) nor uses
+// and revocation (the store does).
+//
+// A token without jti gets DigestID(token) as its ID, so that every link
+// has one id to be counted, audited and revoked by.
 //
 // The claims returned may be shared with other calls: do not modify them.
 // A token of a request-mode link with unlimited uses that verified is
@@ -393,52 +400,46 @@ func (kr *KeyRing) Verify(token string, now time.Time) (*Claims, string, error) 
 	if len(token) > MaxTokenSize {
 		return refuse(ReasonBadSignature, fmt.Sprintf("token is over %d bytes", MaxTokenSize), jwt.ErrTokenMalformed)
 	}
-	ks, msg := kr.keyOf(token)
+	h, rest, ok1 := strings.Cut(token, ".")
+	p, sig, ok2 := strings.Cut(rest, ".")
+	if !ok1 || !ok2 || strings.Contains(sig, ".") {
+		return refuse(ReasonBadSignature, "token is not three dot-separated parts", jwt.ErrTokenMalformed)
+	}
+	header, ks, msg := kr.keyOf(h)
 	if ks == nil {
 		return refuse(ReasonBadSignature, msg, jwt.ErrTokenUnverifiable)
 	}
-	k := ks[0]
-	c := new(Claims)
-	p := jwt.NewParser(
-		jwt.WithValidMethods(k.methods),
-		jwt.WithExpirationRequired(),
-		jwt.WithTimeFunc(func() time.Time { return now }),
-		jwt.WithStrictDecoding(), // one encoding per signature: no second valid spelling of a token
-		jwt.WithJSONNumber(),
-	)
-	_, err := p.ParseWithClaims(token, c, func(t *jwt.Token) (any, error) {
-		// Already pinned by WithValidMethods and keyOf; checked again here,
-		// next to the key it guards.
-		if kid, _ := t.Header["kid"].(string); kid != k.id || t.Method.Alg() != k.alg {
-			return nil, errors.New("key mismatch")
-		}
-		if len(ks) == 1 {
-			return k.verify, nil
-		}
-		// Tried in order; HMACs are compared in constant time.
-		set := jwt.VerificationKeySet{Keys: make([]jwt.VerificationKey, len(ks))}
-		for i, k := range ks {
-			set.Keys[i] = k.verify
-		}
-		return set, nil
-	})
-	switch {
-	case err == nil:
-	case errors.Is(err, jwt.ErrTokenMalformed):
-		return refuse(ReasonBadSignature, "token is malformed", err)
-	case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrTokenUnverifiable):
-		return refuse(ReasonBadSignature, "signature is invalid or its algorithm is not the key's", err)
-	case errors.Is(err, jwt.ErrTokenExpired):
-		return refuse(ReasonExpired, "link has expired", err)
-	case errors.Is(err, jwt.ErrTokenNotValidYet):
-		return refuse(ReasonNotYetValid, "link is not valid yet", err)
-	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
-		return refuse(ReasonBadSignature, "token has no expiry", err)
-	default:
-		return refuse(ReasonBadSignature, "token has invalid claims", err)
+	// Strict: one spelling per signature, so that the same link cannot be
+	// presented as two tokens (two digests, two counts).
+	sb, err := strictB64.DecodeString(sig)
+	if err != nil {
+		return refuse(ReasonBadSignature, "signature is not base64url without padding", jwt.ErrTokenMalformed)
 	}
-	if err := c.check(); err != nil {
-		return refuse(ReasonBadSignature, "claims are incomplete: "+err.Error(), jwt.ErrTokenInvalidClaims)
+	if !verifyAny(ks, token[:len(h)+1+len(p)], sb) {
+		return refuse(ReasonBadSignature, "signature is invalid", jwt.ErrTokenSignatureInvalid)
+	}
+
+	// A key of ours signed it: from here on, what is wrong is the signer's
+	// claims, not a forgery.
+	if typ, ok := header["typ"]; ok {
+		var s string
+		if json.Unmarshal(typ, &s) != nil || !strings.EqualFold(s, "JWT") {
+			return refuse(ReasonMalformed, `header typ must be "JWT" when present`, jwt.ErrTokenMalformed)
+		}
+	}
+	pb, err := strictB64.DecodeString(p)
+	if err != nil {
+		return refuse(ReasonMalformed, "payload is not base64url without padding", jwt.ErrTokenMalformed)
+	}
+	c, err := decodeClaims(pb)
+	if err != nil {
+		return refuse(ReasonMalformed, err.Error(), err)
+	}
+	if c.ID == "" {
+		c.ID = DigestID(token)
+	}
+	if _, reason, err := checkTimes(c, now); err != nil {
+		return nil, reason, err
 	}
 	if c.MaxUses == 0 && c.Mode == ModeRequest {
 		// Only a link with unlimited uses is worth remembering: the others
@@ -446,6 +447,19 @@ func (kr *KeyRing) Verify(token string, now time.Time) (*Claims, string, error) 
 		kr.seen.put(token, c)
 	}
 	return c, "", nil
+}
+
+var strictB64 = base64.RawURLEncoding.Strict()
+
+// verifyAny reports whether one of ks (all of one algorithm) signed
+// signed; they are tried in order, HMACs compared in constant time.
+func verifyAny(ks []*ringKey, signed string, sig []byte) bool {
+	for _, k := range ks {
+		if k.method.Verify(signed, sig, k.verify) == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // checkTimes is what the parser's validation does with the clock, for a
@@ -507,40 +521,36 @@ func (v *verifiedTokens) put(token string, c *Claims) {
 	v.m[token] = c
 }
 
-// keyOf finds the keys of the kid named by the token's header, without
-// trusting anything else in it. It returns nil and why when there is none.
-func (kr *KeyRing) keyOf(token string) ([]*ringKey, string) {
-	h, _, ok := strings.Cut(token, ".")
-	if !ok {
-		return nil, "token is malformed"
-	}
-	hb, err := base64.RawURLEncoding.Strict().DecodeString(h)
+// keyOf finds the keys of the kid named by the token's header (its first
+// part, base64url), without trusting anything else in it. It returns the
+// header, or nil and why when there are no keys for it.
+func (kr *KeyRing) keyOf(h string) (map[string]json.RawMessage, []*ringKey, string) {
+	hb, err := strictB64.DecodeString(h)
 	if err != nil {
-		return nil, "token header is malformed"
+		return nil, nil, "token header is not base64url without padding"
 	}
-	// encoding/json matches field names case-insensitively; the key func
-	// checks the exact "kid" again, so "KID" can only be refused.
-	var header struct {
-		Alg  string          `json:"alg"`
-		Kid  *string         `json:"kid"`
-		Crit json.RawMessage `json:"crit"`
+	// A map, not a struct: encoding/json matches struct fields without
+	// regard to case, and "ALG" or "KID" must not stand for "alg" or "kid".
+	var header map[string]json.RawMessage
+	if err := json.Unmarshal(hb, &header); err != nil || header == nil {
+		return nil, nil, "token header is not a JSON object"
 	}
-	if err := json.Unmarshal(hb, &header); err != nil {
-		return nil, "token header is malformed"
+	if _, ok := header["crit"]; ok {
+		return nil, nil, "token has critical header extensions"
 	}
-	if header.Crit != nil {
-		return nil, "token has critical header extensions"
+	var alg, kid string
+	if json.Unmarshal(header["kid"], &kid) != nil || header["kid"] == nil {
+		return nil, nil, "token has no key id (kid)"
 	}
-	if header.Kid == nil {
-		return nil, "token has no key id"
+	if json.Unmarshal(header["alg"], &alg) != nil {
+		return nil, nil, "token has no algorithm (alg)"
 	}
-	kid := *header.Kid
 	ks := kr.byID[kid]
 	if ks == nil {
-		return nil, "token's key id is not in the key ring"
+		return nil, nil, "token's key id is not in the key ring"
 	}
-	if header.Alg != ks[0].alg {
-		return nil, "token's algorithm is not its key's"
+	if alg != ks[0].alg {
+		return nil, nil, "token's algorithm is not its key's"
 	}
-	return ks, ""
+	return header, ks, ""
 }

@@ -8,13 +8,20 @@
 // only that key's alg is accepted, so "alg: none", algorithm confusion
 // (HS256 signed with an Ed25519 public key as the secret), unknown kids and
 // kids rotated out of the ring are all refused as bad signatures.
+//
+// The token format is a public contract (docs/links.md): apps in any
+// language mint links with a key of the ring. A token one of the ring's keys
+// signed whose claims are not a link's is refused as malformed, so that an
+// app's developer can tell a bug in their claims from a wrong key.
 package link
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	netmail "net/mail"
 	"net/url"
 	"strconv"
 	"strings"
@@ -33,24 +40,53 @@ const (
 	ModeLogin = "login"
 )
 
-// Refusal reasons, as audited. Every token that is not one the ring signed,
-// with complete claims, is ReasonBadSignature: malformed, oversized, unknown
-// or rotated-out kid, disallowed alg, tampered, or missing a required claim.
+// Refusal reasons, as audited.
 const (
+	// ReasonBadSignature: no key of the ring signed the token, or it cannot
+	// tell: not three base64url parts, oversized, a header without a kid of
+	// the ring or with an alg other than that kid's, a critical header,
+	// tampered, or signed with another key.
 	ReasonBadSignature = "bad_signature"
-	ReasonExpired      = "expired"
-	ReasonNotYetValid  = "not_yet_valid"
-	ReasonWrongTarget  = "wrong_target"
+	// ReasonMalformed: a key of the ring signed the token, but its claims
+	// are not a link's (a required claim missing, a claim of the wrong
+	// type or out of range, a bad typ header): the signer has a bug.
+	ReasonMalformed   = "malformed"
+	ReasonExpired     = "expired"
+	ReasonNotYetValid = "not_yet_valid"
+	ReasonWrongTarget = "wrong_target"
+)
+
+// DigestPrefix starts the id of a link whose token has no jti: the link is
+// counted, audited and revoked under DigestID(token). No jti may start
+// with it, so a digest never names another link.
+const DigestPrefix = "sha256:"
+
+// DigestID is the id a link without a jti is known by: DigestPrefix and
+// the SHA-256 of its token, base64url without padding. A token has one
+// spelling only (strict base64url, canonical signatures), so one link has
+// one digest.
+func DigestID(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return DigestPrefix + base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// Defaults of the optional claims of a token an app mints.
+const (
+	DefaultMode    = ModeRequest
+	DefaultMaxUses = 1 // as `links create`: a link works once unless it says otherwise
 )
 
 // MaxTokenSize is the longest token Verify parses (and Sign produces), in
 // bytes.
 const MaxTokenSize = 8 << 10
 
-// Claims are a signed link's JWT claims.
+// Claims are a signed link's JWT claims (docs/links.md).
 type Claims struct {
-	// Subject is the user id (decimal); ExpiresAt, IssuedAt and ID (jti) are
-	// required; NotBefore is optional.
+	// Subject is the user: an id (positive decimal) or an e-mail address,
+	// which the gateway looks up on the link's site. ExpiresAt is required;
+	// NotBefore and IssuedAt are optional. ID (jti) is optional in a token
+	// an app signs; Verify fills it in with DigestID when it is missing,
+	// and Sign requires it.
 	jwt.RegisteredClaims
 	// Target is the scheme-less host and path the link is for, as TargetOf
 	// makes it: "app.example.com/unsubscribe" (host lower-cased, ports 80
@@ -63,41 +99,64 @@ type Claims struct {
 	// also allowed for the RFC 8058 one-click POST (see Bind).
 	Methods []string `json:"mth,omitempty"`
 	// MaxUses is how many times the link may be used; 0 = unlimited within
-	// its expiry. Counting is the store's job.
+	// its expiry. Counting is the store's job. A token without it works
+	// DefaultMaxUses times.
 	MaxUses int `json:"max"`
-	// Mode is ModeRequest or ModeLogin.
+	// Mode is ModeRequest or ModeLogin; a token without it is DefaultMode.
 	Mode string `json:"mode"`
 	// Data is forwarded upstream. Verify decodes numbers as json.Number, so
 	// large integer ids keep their precision.
 	Data map[string]any `json:"data,omitempty"`
 }
 
-// UserID is the link's user: the subject, a positive decimal int64 in
-// canonical form (no sign, no leading zeros).
+// UserID is the link's user when the subject is an id: a positive decimal
+// int64 in canonical form (no sign, no leading zeros).
 func (c *Claims) UserID() (int64, error) {
-	id, err := strconv.ParseInt(c.Subject, 10, 64)
-	if err != nil || id <= 0 || strconv.FormatInt(id, 10) != c.Subject {
+	return userID(c.Subject)
+}
+
+func userID(sub string) (int64, error) {
+	id, err := strconv.ParseInt(sub, 10, 64)
+	if err != nil || id <= 0 || strconv.FormatInt(id, 10) != sub {
 		return 0, errors.New("link: subject is not a user id")
 	}
 	return id, nil
 }
 
-// check reports what makes c unfit to be signed or accepted.
+// Email is the link's user when the subject is an e-mail address,
+// lower-cased as the store keeps addresses; "" when it is not one.
+func (c *Claims) Email() string {
+	if !isEmail(c.Subject) {
+		return ""
+	}
+	return strings.ToLower(c.Subject)
+}
+
+// isEmail reports whether sub is exactly one bare address ("a@b.c", no
+// name, no angle brackets, no surrounding space).
+func isEmail(sub string) bool {
+	if sub == "" || len(sub) > 254 || !strings.Contains(sub, "@") {
+		return false
+	}
+	a, err := netmail.ParseAddress(sub)
+	return err == nil && a.Name == "" && a.Address == sub
+}
+
+// check reports what makes c unfit to be signed or accepted: what a token
+// must say, whoever signed it.
 func (c *Claims) check() error {
 	switch {
 	case c.ExpiresAt == nil:
 		return errors.New("exp is required")
-	case c.IssuedAt == nil:
-		return errors.New("iat is required")
-	case c.ID == "":
-		return errors.New("jti is required")
 	case c.Mode != ModeRequest && c.Mode != ModeLogin:
 		return fmt.Errorf("mode must be %q or %q", ModeRequest, ModeLogin)
 	case c.MaxUses < 0:
-		return errors.New("max uses is negative")
+		return errors.New("max uses must not be negative (0 means unlimited)")
+	case strings.HasPrefix(c.ID, DigestPrefix):
+		return fmt.Errorf("jti must not start with %q (kept for links without a jti)", DigestPrefix)
 	}
-	if _, err := c.UserID(); err != nil {
-		return errors.New("sub is not a user id (positive decimal)")
+	if _, err := c.UserID(); err != nil && !isEmail(c.Subject) {
+		return errors.New("sub is neither a user id (positive decimal) nor an e-mail address")
 	}
 	if err := checkTarget(c.Target); err != nil {
 		return err
@@ -114,13 +173,13 @@ func checkTarget(t string) error {
 	i := strings.IndexByte(t, '/')
 	switch {
 	case t == "":
-		return errors.New("target is required")
+		return errors.New("target (tgt) is required")
 	case strings.Contains(t, "://"):
-		return errors.New("target must not have a scheme (use TargetOf)")
+		return errors.New("target (tgt) must not have a scheme (use TargetOf)")
 	case i <= 0:
-		return errors.New("target must be host and path, as TargetOf makes it")
+		return errors.New("target (tgt) must be host and path, as TargetOf makes it")
 	case normalizeHost(t[:i]) != t[:i]:
-		return errors.New("target host must be lower-case without a default port (use TargetOf)")
+		return errors.New("target (tgt) host must be lower-case without a trailing dot or a default port (use TargetOf)")
 	}
 	return nil
 }
