@@ -96,18 +96,41 @@ func SameSite(inviteSite, site string) bool {
 
 // Service creates and redeems invites.
 type Service struct {
-	st    store.Store
-	hash  Hasher
-	rules Rules
-	now   func() time.Time
+	st   store.Store
+	hash Hasher
+	// previous hash codes under the secrets rotated out, so that codes
+	// made before a rotation keep working until they expire or the
+	// secrets are retired.
+	previous []Hasher
+	rules    Rules
+	now      func() time.Time
 }
 
-// NewService returns a Service; now may be nil for the wall clock.
-func NewService(st store.Store, secret []byte, rules Rules, now func() time.Time) *Service {
+// NewService returns a Service; now may be nil for the wall clock. New
+// codes are hashed under secret; codes made under the previous secrets
+// (newest first) are accepted too.
+func NewService(st store.Store, secret []byte, rules Rules, now func() time.Time, previous ...[]byte) *Service {
 	if now == nil {
 		now = time.Now
 	}
-	return &Service{st: st, hash: NewHasher(secret), rules: rules, now: now}
+	s := &Service{st: st, hash: NewHasher(secret), rules: rules, now: now}
+	for _, p := range previous {
+		s.previous = append(s.previous, NewHasher(p))
+	}
+	return s
+}
+
+// byCode looks a normalised code up under the current secret, then under
+// each previous one: an unknown code costs one lookup per secret kept.
+func (s *Service) byCode(ctx context.Context, code string) (*store.Invite, error) {
+	inv, err := s.st.InviteByCodeHash(ctx, s.hash.Hash(code))
+	for _, h := range s.previous {
+		if !errors.Is(err, store.ErrNotFound) {
+			break
+		}
+		inv, err = s.st.InviteByCodeHash(ctx, h.Hash(code))
+	}
+	return inv, err
 }
 
 // Rules returns the rules in force.
@@ -193,7 +216,7 @@ func (s *Service) Redeem(ctx context.Context, a Attempt) (Result, error) {
 	if !ok {
 		return Result{Reason: ReasonUnknown}, nil
 	}
-	inv, err := s.st.InviteByCodeHash(ctx, s.hash.Hash(code))
+	inv, err := s.byCode(ctx, code)
 	if errors.Is(err, store.ErrNotFound) {
 		return Result{Reason: ReasonUnknown}, nil
 	}

@@ -72,21 +72,30 @@ func (c Config) withDefaults() Config {
 
 // Manager starts, checks and ends sessions.
 type Manager struct {
-	st     store.Store
-	key    []byte
-	cfg    Config
-	now    func() time.Time
-	cache  *Cache
-	hashes sync.Pool // keyed HMAC states, reset between uses
+	st  store.Store
+	key []byte
+	// previous are the keys of the secrets rotated out: a cookie not found
+	// under key is looked up under each, so that sessions started before a
+	// rotation go on until they end or the secrets are retired.
+	previous [][]byte
+	cfg      Config
+	now      func() time.Time
+	cache    *Cache
+	hashes   sync.Pool // keyed HMAC states, reset between uses
 }
 
 // New returns a Manager that hashes cookie values with a key derived from
 // secret. cache may be nil (no caching) and now nil (the wall clock).
-func New(st store.Store, secret []byte, cfg Config, cache *Cache, now func() time.Time) *Manager {
+// Cookies of sessions started under the previous secrets (newest first)
+// are accepted too; new sessions are always hashed under secret.
+func New(st store.Store, secret []byte, cfg Config, cache *Cache, now func() time.Time, previous ...[]byte) *Manager {
 	if now == nil {
 		now = time.Now
 	}
 	m := &Manager{st: st, key: keys.Derive(secret, "session"), cfg: cfg.withDefaults(), now: now, cache: cache}
+	for _, p := range previous {
+		m.previous = append(m.previous, keys.Derive(p, "session"))
+	}
 	m.hashes.New = func() any { return hmac.New(sha256.New, m.key) }
 	return m
 }
@@ -176,7 +185,7 @@ func (m *Manager) Check(ctx context.Context, token string) (su *store.SessionUse
 	now := m.now()
 	gen := m.cache.generation()
 	if su = m.cache.get(h, now); su == nil {
-		su, err = m.st.SessionByTokenHash(ctx, h)
+		su, err = m.lookup(ctx, token, h)
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, ReasonUnknown, nil
 		}
@@ -185,7 +194,9 @@ func (m *Manager) Check(ctx context.Context, token string) (su *store.SessionUse
 		}
 		// The token hash is never read again; the user agent the session
 		// started with is (theft signals) and is shared by most sessions,
-		// so one copy of each is kept.
+		// so one copy of each is kept. Cached under the current key's hash
+		// whatever key found it, so that a session of a previous secret
+		// is served from memory like any other.
 		su.TokenHash = nil
 		su.UserAgent = m.cache.intern(su.UserAgent)
 		m.cache.put(h, su, now, gen)
@@ -215,6 +226,22 @@ func (m *Manager) Check(ctx context.Context, token string) (su *store.SessionUse
 		m.cache.put(h, su, now, gen)
 	}
 	return su, "", nil
+}
+
+// lookup finds the session of a cookie whose hash under the current key is
+// h, then under each previous key: a cookie that is nobody's costs one
+// store lookup per secret kept, at most 1+keys.MaxPreviousSecrets.
+func (m *Manager) lookup(ctx context.Context, token string, h []byte) (*store.SessionUser, error) {
+	su, err := m.st.SessionByTokenHash(ctx, h)
+	for _, key := range m.previous {
+		if !errors.Is(err, store.ErrNotFound) {
+			break
+		}
+		mac := hmac.New(sha256.New, key)
+		mac.Write([]byte(token))
+		su, err = m.st.SessionByTokenHash(ctx, mac.Sum(nil))
+	}
+	return su, err
 }
 
 // User is the store's user id, from the cache while it may answer (see

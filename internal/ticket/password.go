@@ -158,8 +158,13 @@ func (p Argon2Params) Validate() error {
 // Hasher hashes and checks ticket passwords. It is safe for concurrent use
 // and must not be copied.
 type Hasher struct {
-	key    []byte
-	params Argon2Params
+	key []byte
+	// previous are the keys of the secrets rotated out: a generated
+	// password is checked under each as well, so that tickets made before a
+	// rotation keep working. Every check computes all of them, so the work
+	// still depends on the password's shape alone.
+	previous [][]byte
+	params   Argon2Params
 	// Compared against when there is no hash of the right kind, so that the
 	// work is the same.
 	dummyMAC    []byte
@@ -177,7 +182,10 @@ type Hasher struct {
 
 // NewHasher derives the ticket key from the gateway secret; p applies to the
 // argon2id hashes it makes (and to the dummy checked for unknown tickets).
-func NewHasher(gatewaySecret []byte, p Argon2Params) (*Hasher, error) {
+// Generated passwords of tickets made under the previous secrets verify
+// too; new ones are hashed under gatewaySecret. (Chosen passwords are
+// argon2id, which no secret keys.)
+func NewHasher(gatewaySecret []byte, p Argon2Params, previous ...[]byte) (*Hasher, error) {
 	if len(gatewaySecret) == 0 {
 		return nil, errors.New("ticket hasher: empty gateway secret")
 	}
@@ -185,6 +193,9 @@ func NewHasher(gatewaySecret []byte, p Argon2Params) (*Hasher, error) {
 		return nil, err
 	}
 	h := &Hasher{key: keys.Derive(gatewaySecret, "ticket"), params: p, argon2Slots: make(chan struct{}, runtime.GOMAXPROCS(0))}
+	for _, s := range previous {
+		h.previous = append(h.previous, keys.Derive(s, "ticket"))
+	}
 	h.dummyMAC = make([]byte, sha256.Size)
 	salt := make([]byte, p.SaltLen)
 	hash := make([]byte, p.KeyLen)
@@ -207,7 +218,7 @@ func (h *Hasher) HashGenerated(password string) ([]byte, error) {
 	if !LooksGenerated(password) {
 		return nil, errors.New("not a generated password: want 22 base64url characters (128 bits)")
 	}
-	return h.mac(password), nil
+	return h.mac(h.key, password), nil
 }
 
 // HashChosen returns the argon2id hash (kind KindArgon2id), as a PHC string,
@@ -269,7 +280,11 @@ func (h *Hasher) check(present bool, stored []byte, kind, password string) bool 
 		if ok {
 			want = stored
 		}
-		return hmac.Equal(h.mac(password), want) && ok
+		match := hmac.Equal(h.mac(h.key, password), want)
+		for _, k := range h.previous {
+			match = hmac.Equal(h.mac(k, password), want) || match
+		}
+		return match && ok
 	}
 	// The dummy is parsed too, so that even the parsing is the same work.
 	ok := present && kind == KindArgon2id
@@ -285,9 +300,9 @@ func (h *Hasher) check(present bool, stored []byte, kind, password string) bool 
 	return subtle.ConstantTimeCompare(got, want.hash) == 1 && ok
 }
 
-func (h *Hasher) mac(password string) []byte {
+func (h *Hasher) mac(key []byte, password string) []byte {
 	h.hmacCalls.Add(1)
-	m := hmac.New(sha256.New, h.key)
+	m := hmac.New(sha256.New, key)
 	m.Write([]byte(password))
 	return m.Sum(nil)
 }
