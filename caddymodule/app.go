@@ -59,6 +59,13 @@ type App struct {
 	Secret string `json:"secret,omitempty"`
 	// A file holding the secret (surrounding white space is ignored).
 	SecretFile string `json:"secret_file,omitempty"`
+	// Secrets rotated out of secret or secret_file, newest first
+	// (placeholders expanded, each at least 32 characters): sessions,
+	// invite codes, ticket passwords and links made under them are still
+	// accepted until they are removed from here; everything new is made
+	// under the secret. A generated secret is rotated with `caddy latchkey
+	// secret rotate`, which keeps its previous secrets in a file beside it.
+	PreviousSecrets []string `json:"previous_secrets,omitempty"`
 	// A directory whose files replace the embedded page templates of the
 	// same name.
 	Templates string `json:"templates,omitempty"`
@@ -82,6 +89,7 @@ type App struct {
 	sessions *session.Cache   // shared by every handler, so a logout holds everywhere
 	poolKey  string
 	secret   []byte
+	previous [][]byte // rotated out, still accepted; newest first
 	audit    *audit.Writer
 	pages    *web.Pages
 	mailer   *ops.OutboxMailer // nil without smtp
@@ -118,32 +126,50 @@ type LinkKeyConfig struct {
 	PublicKeyFile string `json:"public_key_file,omitempty"`
 }
 
-// linkKeyRing builds the key ring from the config.
+// linkKeyRing builds the key ring from the config. Keys derived from the
+// secret are derived from each previous secret too, under the same kid and
+// after every current key, so that the current one signs and links signed
+// before a rotation still verify.
 func (a *App) linkKeyRing(repl *caddy.Replacer) (*link.KeyRing, error) {
-	if len(a.LinkKeys) == 0 {
-		return link.NewKeyRing(link.HS256Key(a.secret, "default"))
+	ks, derived, err := a.configuredLinkKeys(repl)
+	if err != nil {
+		return nil, err
 	}
-	var ks []link.Key
+	for _, p := range a.previous {
+		for _, kid := range derived {
+			ks = append(ks, link.HS256Key(p, kid))
+		}
+	}
+	return link.NewKeyRing(ks...)
+}
+
+// configuredLinkKeys are the link keys of the config under the current
+// secret, and the kids of those derived from it.
+func (a *App) configuredLinkKeys(repl *caddy.Replacer) (ks []link.Key, derived []string, err error) {
+	if len(a.LinkKeys) == 0 {
+		return []link.Key{link.HS256Key(a.secret, "default")}, []string{"default"}, nil
+	}
 	for _, kc := range a.LinkKeys {
 		switch kc.Alg {
 		case "hs256":
 			if kc.Secret == "" {
 				ks = append(ks, link.HS256Key(a.secret, kc.ID))
+				derived = append(derived, kc.ID)
 				continue
 			}
 			s := repl.ReplaceKnown(kc.Secret, "")
 			if len(s) < minSecretLen {
-				return nil, fmt.Errorf("latchkey link key %q: secret of %d characters is too short; use at least %d", kc.ID, len(s), minSecretLen)
+				return nil, nil, fmt.Errorf("latchkey link key %q: secret of %d characters is too short; use at least %d", kc.ID, len(s), minSecretLen)
 			}
 			ks = append(ks, link.Key{ID: kc.ID, Alg: "HS256", Secret: []byte(s)})
 		case "ed25519":
 			switch {
 			case kc.PrivateKeyFile != "" && kc.PublicKeyFile != "":
-				return nil, fmt.Errorf("latchkey link key %q: give private_key_file or public_key_file, not both", kc.ID)
+				return nil, nil, fmt.Errorf("latchkey link key %q: give private_key_file or public_key_file, not both", kc.ID)
 			case kc.PrivateKeyFile == "" && kc.PublicKeyFile == "":
-				return nil, fmt.Errorf("latchkey link key %q: ed25519 needs private_key_file (signs and verifies) or public_key_file (verifies only)", kc.ID)
+				return nil, nil, fmt.Errorf("latchkey link key %q: ed25519 needs private_key_file (signs and verifies) or public_key_file (verifies only)", kc.ID)
 			case kc.PublicKeyFile != "" && len(ks) == 0:
-				return nil, fmt.Errorf("latchkey link key %q: the first link key signs the gateway's links, but this one is verify-only (public_key_file); put a key that can sign (hs256, or ed25519 with a private key) first", kc.ID)
+				return nil, nil, fmt.Errorf("latchkey link key %q: the first link key signs the gateway's links, but this one is verify-only (public_key_file); put a key that can sign (hs256, or ed25519 with a private key) first", kc.ID)
 			}
 			file := kc.PrivateKeyFile
 			if kc.PublicKeyFile != "" {
@@ -152,26 +178,26 @@ func (a *App) linkKeyRing(repl *caddy.Replacer) (*link.KeyRing, error) {
 			path := repl.ReplaceKnown(file, "")
 			pemBytes, err := os.ReadFile(path)
 			if err != nil {
-				return nil, fmt.Errorf("latchkey link key %q: %w", kc.ID, err)
+				return nil, nil, fmt.Errorf("latchkey link key %q: %w", kc.ID, err)
 			}
 			if kc.PublicKeyFile != "" {
 				pub, err := link.ParseEd25519PublicKeyPEM(pemBytes)
 				if err != nil {
-					return nil, fmt.Errorf("latchkey link key %q from %s: %w", kc.ID, path, err)
+					return nil, nil, fmt.Errorf("latchkey link key %q from %s: %w", kc.ID, path, err)
 				}
 				ks = append(ks, link.Ed25519PublicKey(kc.ID, pub))
 				continue
 			}
 			priv, err := link.ParseEd25519PrivateKeyPEM(pemBytes)
 			if err != nil {
-				return nil, fmt.Errorf("latchkey link key %q from %s: %w", kc.ID, path, err)
+				return nil, nil, fmt.Errorf("latchkey link key %q from %s: %w", kc.ID, path, err)
 			}
 			ks = append(ks, link.Ed25519Key(kc.ID, priv))
 		default:
-			return nil, fmt.Errorf("latchkey link key %q: unknown algorithm %q (want hs256 or ed25519)", kc.ID, kc.Alg)
+			return nil, nil, fmt.Errorf("latchkey link key %q: unknown algorithm %q (want hs256 or ed25519)", kc.ID, kc.Alg)
 		}
 	}
-	return link.NewKeyRing(ks...)
+	return ks, derived, nil
 }
 
 // StorageConfig names the database.
@@ -268,7 +294,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.passwords, err = password.NewHasher(a.Argon2.passwordParams(), 0); err != nil {
 		return fmt.Errorf("latchkey argon2: %w", err)
 	}
-	if a.tickets, err = ticket.NewHasher(a.secret, a.Argon2.params()); err != nil {
+	a.logSecrets()
+	if a.tickets, err = ticket.NewHasher(a.secret, a.Argon2.params(), a.previous...); err != nil {
 		return fmt.Errorf("latchkey argon2: %w", err)
 	}
 	if a.links, err = a.linkKeyRing(repl); err != nil {
@@ -328,6 +355,12 @@ func (a *App) provisionMetrics(ctx caddy.Context) error {
 func (a *App) Validate() error {
 	if a.Secret != "" && a.SecretFile != "" {
 		return errors.New("secret and secret_file are mutually exclusive")
+	}
+	if len(a.PreviousSecrets) > 0 && a.Secret == "" && a.SecretFile == "" {
+		return errors.New("previous_secrets needs secret or secret_file: a generated secret is rotated with `caddy latchkey secret rotate`, which keeps its previous secrets itself")
+	}
+	if len(a.PreviousSecrets) > keys.MaxPreviousSecrets {
+		return fmt.Errorf("previous_secrets: %d secrets, more than the %d latchkey checks; drop the oldest once what was made under them has expired", len(a.PreviousSecrets), keys.MaxPreviousSecrets)
 	}
 	if a.Audit != nil && !audit.ValidSessions(a.Audit.Sessions) {
 		return fmt.Errorf("audit sessions %q: want %q or %q", a.Audit.Sessions, audit.SessionsActivity, audit.SessionsEveryRequest)
@@ -553,7 +586,11 @@ func openStore(ctx context.Context, driver, target string) (store.Store, error) 
 	return nil, fmt.Errorf("latchkey storage: unknown driver %q", driver)
 }
 
+// loadSecret returns the secret, and keeps the previous secrets still
+// accepted (previous_secrets, or those a rotation of the generated secret
+// kept) in a.previous.
 func (a *App) loadSecret(ctx context.Context, repl *caddy.Replacer, st store.Store) ([]byte, error) {
+	a.previous = nil
 	var s string
 	switch {
 	case a.Secret != "":
@@ -580,12 +617,45 @@ func (a *App) loadSecret(ctx context.Context, repl *caddy.Replacer, st store.Sto
 		if err != nil {
 			return nil, err
 		}
-		return keys.LoadGeneratedSecret(ctx, path, metaSecret{st})
+		cur, err := keys.LoadGeneratedSecret(ctx, path, metaSecret{st})
+		if err != nil {
+			return nil, err
+		}
+		prev, err := keys.ReadPreviousSecrets(keys.PreviousSecretsPath(path))
+		if err != nil {
+			return nil, err
+		}
+		// A rotation interrupted between its two writes leaves the
+		// secret in both files.
+		a.previous = keys.Distinct(cur, prev)
+		return cur, nil
 	}
 	if len(s) < minSecretLen {
 		return nil, fmt.Errorf("latchkey secret: %d characters is too short; use at least %d random characters", len(s), minSecretLen)
 	}
+	var prev [][]byte
+	for i, p := range a.PreviousSecrets {
+		v := repl.ReplaceKnown(p, "")
+		switch {
+		case v == "":
+			return nil, fmt.Errorf("latchkey previous_secrets: number %d expands to nothing", i+1)
+		case len(v) < minSecretLen:
+			return nil, fmt.Errorf("latchkey previous_secrets: number %d is %d characters, too short to be a secret; use at least %d", i+1, len(v), minSecretLen)
+		}
+		prev = append(prev, []byte(v))
+	}
+	a.previous = keys.Distinct([]byte(s), prev)
 	return []byte(s), nil
+}
+
+// logSecrets says which secrets the gateway uses, by fingerprint, so that
+// an operator can see that a reload took up a rotation.
+func (a *App) logSecrets() {
+	prev := make([]string, len(a.previous))
+	for i, p := range a.previous {
+		prev[i] = keys.Fingerprint(p)
+	}
+	a.logger.Info("secret loaded", zap.String("fingerprint", keys.Fingerprint(a.secret)), zap.Strings("previous", prev))
 }
 
 // pooledStore lets the usage pool close the store when its last user goes.

@@ -39,6 +39,7 @@ func init() {
 //		}
 //		secret <value>
 //		secret_file <path>
+//		previous_secrets <value>...
 //		templates <dir>
 //		audit {
 //			queue_size <n>
@@ -92,6 +93,17 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 			if err := oneArg(d, &app.SecretFile); err != nil {
 				return nil, err
 			}
+		case "previous_secrets":
+			// Newest first, as many as the line gives; placeholders are
+			// expanded (and lengths checked) when the app starts.
+			vals := d.RemainingArgs()
+			if len(vals) == 0 {
+				return nil, d.Err("previous_secrets needs at least one secret, e.g. previous_secrets {env.LATCHKEY_OLD_SECRET}")
+			}
+			if app.PreviousSecrets != nil {
+				return nil, d.Err("previous_secrets given twice; list them all on one line, newest first")
+			}
+			app.PreviousSecrets = vals
 		case "templates":
 			if err := oneArg(d, &app.Templates); err != nil {
 				return nil, err

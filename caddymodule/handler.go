@@ -204,7 +204,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Site:     st.Name,
 		Idle:     time.Duration(sc.Idle),
 		Lifetime: time.Duration(sc.Lifetime),
-	}, app.sessions, nil)
+	}, app.sessions, nil, app.previous...)
 	app.protect(h.UserHeader, h.SessionHeader)
 	deps := gate.Deps{
 		Site:        st,
@@ -221,7 +221,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		deps.Metrics = app.metrics
 	}
 	if h.Invite != nil {
-		deps.Invites = invite.NewService(app.reqStore, app.secret, h.Invite.rules(), nil)
+		deps.Invites = invite.NewService(app.reqStore, app.secret, h.Invite.rules(), nil, app.previous...)
 		// Failures count for every gateway on the store.
 		deps.Throttles[gate.KindInvite] = gate.Throttle{PerIP: h.Invite.Throttle.limiter().Share(app.store, "invite.ip")}
 		deps.Inviter = pageOps
