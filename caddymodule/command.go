@@ -145,19 +145,10 @@ func buildCommand(cmd *cobra.Command) {
 			all, _ := c.Flags().GetBool("all")
 			switch {
 			case len(args) == 1 && user == "" && !all:
-				if err := o.RevokeSession(c.Context(), args[0]); err != nil {
-					return err
-				}
-				fmt.Fprintf(c.OutOrStdout(), "revoked session %s\n", args[0])
-				return nil
+				return printRevoked(c)(o.RevokeSession(c.Context(), args[0]))
 			case len(args) == 0 && user != "" && all:
 				site, _ := c.Flags().GetString("site")
-				msg, err := o.RevokeUserSessions(c.Context(), user, site)
-				if err != nil {
-					return err
-				}
-				_, err = fmt.Fprintln(c.OutOrStdout(), msg)
-				return err
+				return printRevoked(c)(o.RevokeUserSessions(c.Context(), user, site))
 			}
 			return fmt.Errorf("give a session id, or --user <email|id> --all")
 		}),
@@ -239,6 +230,7 @@ func buildCommand(cmd *cobra.Command) {
 	for _, sub := range moreCommands {
 		cmd.AddCommand(sub())
 	}
+	sendToGateway(cmd)
 }
 
 // moreCommands and moreLinksCommands are filled by init functions of the
@@ -249,22 +241,55 @@ var moreCommands, moreLinksCommands []func() *cobra.Command
 type cliEnv struct {
 	app   *App
 	sites []ops.SiteConf
+	// running: the command runs inside the gateway (sent through the admin
+	// API), on the running app's store, which it must not close.
+	running bool
+}
+
+// cliEnvOf is the command's environment: the running app's when the
+// command came through the admin API, else read from --config/--adapter.
+func cliEnvOf(c *cobra.Command) (cliEnv, error) {
+	if app := runningApp(c.Context()); app != nil {
+		return cliEnv{app: app, sites: app.sites, running: true}, nil
+	}
+	configFile, _ := c.Flags().GetString("config")
+	adapter, _ := c.Flags().GetString("adapter")
+	return loadCLIEnv(configFile, adapter)
+}
+
+// commandContext is the context a command works in: the admin request's
+// inside the gateway, else a fresh one.
+func commandContext(c *cobra.Command) context.Context {
+	if ctx := c.Context(); ctx != nil {
+		return ctx
+	}
+	return context.Background()
 }
 
 // withOps opens the store named by --config/--adapter for one command and
-// closes it after.
+// closes it after; inside the gateway it uses the running app's operations.
 func withOps(fn func(c *cobra.Command, o *ops.Ops, args []string) error) func(*cobra.Command, []string) error {
 	return func(c *cobra.Command, args []string) error {
 		c.SilenceUsage = true
-		configFile, _ := c.Flags().GetString("config")
-		adapter, _ := c.Flags().GetString("adapter")
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		ctx, cancel := context.WithTimeout(commandContext(c), 2*time.Minute)
 		defer cancel()
 		c.SetContext(ctx)
-		env, err := loadCLIEnv(configFile, adapter)
+		env, err := cliEnvOf(c)
 		if err != nil {
 			return err
 		}
+		if env.running {
+			o := env.app.operations(env.sites)
+			if env.app.mailer != nil {
+				// As from the CLI: `invites create --send` says whether
+				// the mail went, instead of leaving it to the outbox.
+				m := *env.app.mailer
+				m.SendNow = true
+				o.Mailer = &m
+			}
+			return fn(c, o, args)
+		}
+		configFile, _ := c.Flags().GetString("config")
 		repl := caddy.NewReplacer()
 		st, err := env.openStore(ctx, repl, configFile)
 		if err != nil {
@@ -408,6 +433,44 @@ func timeOrDash(t time.Time) string {
 // isTerminal reports whether stdin is a person at a terminal; tests replace it.
 var isTerminal = func() bool { return term.IsTerminal(int(os.Stdin.Fd())) }
 
+// askInvite asks a person at a terminal what `invites create` was not
+// given, before the command runs (here or in the gateway), and turns the
+// answers into its flags.
+func askInvite(c *cobra.Command, _ []string) error {
+	f := c.Flags()
+	send, _ := f.GetBool("send")
+	noSend, _ := f.GetBool("no-send")
+	if send && noSend {
+		return fmt.Errorf("--send and --no-send cannot both be given")
+	}
+	if runningApp(c.Context()) != nil || !isTerminal() {
+		return nil
+	}
+	in := bufio.NewReader(c.InOrStdin())
+	email, _ := f.GetString("email")
+	if email == "" {
+		fmt.Fprint(c.OutOrStdout(), "Email address of the person to invite: ")
+		line, _ := in.ReadString('\n')
+		email = strings.TrimSpace(line)
+		if err := f.Set("email", email); err != nil {
+			return err
+		}
+	}
+	if send || noSend {
+		return nil
+	}
+	env, err := cliEnvOf(c)
+	if err != nil || env.app.SMTP == nil {
+		return err
+	}
+	fmt.Fprintf(c.OutOrStdout(), "Send the invite to %s now? [y/N] ", email)
+	line, _ := in.ReadString('\n')
+	if strings.HasPrefix(strings.ToLower(strings.TrimSpace(line)), "y") {
+		return f.Set("send", "true")
+	}
+	return nil
+}
+
 func invitesCommand() *cobra.Command {
 	invites := &cobra.Command{Use: "invites", Short: "Creates, lists, sends and revokes invite codes"}
 	create := &cobra.Command{
@@ -417,7 +480,8 @@ func invitesCommand() *cobra.Command {
 Creates an invite for one person to one site. The code is shown once: only a
 keyed hash of it is stored. With no --email at a terminal, asks for one; with
 neither --send nor --no-send at a terminal, asks whether to mail it now.`,
-		Args: cobra.NoArgs,
+		Args:    cobra.NoArgs,
+		PreRunE: askInvite,
 		RunE: withOps(func(c *cobra.Command, o *ops.Ops, _ []string) error {
 			f := c.Flags()
 			var in ops.NewInvite
@@ -425,28 +489,9 @@ neither --send nor --no-send at a terminal, asks whether to mail it now.`,
 			in.Name, _ = f.GetString("name")
 			in.Phone, _ = f.GetString("phone")
 			in.Domain, _ = f.GetString("domain")
-			send, _ := f.GetBool("send")
-			noSend, _ := f.GetBool("no-send")
-			if send && noSend {
-				return fmt.Errorf("--send and --no-send cannot both be given")
-			}
-			interactive := isTerminal()
-			in2 := bufio.NewReader(c.InOrStdin())
+			in.Send, _ = f.GetBool("send")
 			if in.Email == "" {
-				if !interactive {
-					return fmt.Errorf("--email is required")
-				}
-				fmt.Fprint(c.OutOrStdout(), "Email address of the person to invite: ")
-				line, _ := in2.ReadString('\n')
-				in.Email = strings.TrimSpace(line)
-			}
-			switch {
-			case send:
-				in.Send = true
-			case !noSend && interactive && o.CanMail():
-				fmt.Fprintf(c.OutOrStdout(), "Send the invite to %s now? [y/N] ", strings.TrimSpace(in.Email))
-				line, _ := in2.ReadString('\n')
-				in.Send = strings.HasPrefix(strings.ToLower(strings.TrimSpace(line)), "y")
+				return fmt.Errorf("--email is required")
 			}
 			s, err := o.PickSite(in.Domain)
 			if err != nil {
@@ -491,12 +536,14 @@ neither --send nor --no-send at a terminal, asks whether to mail it now.`,
 				return err
 			}
 			if wantJSON(c) {
-				js := ops.ToJSON(invs, ops.ToInviteJSON)
+				js := ops.ToJSON(invs, o.ToInviteJSON)
 				return writeJSON(c.OutOrStdout(), js)
 			}
 			tw := newTable(c.OutOrStdout())
-			fmt.Fprintln(tw, "ID\tSITE\tEMAIL\tNAME\tCREATED\tFIRST USED\tUSES\tUSER\tSENT\tREVOKED")
-			for _, inv := range invs {
+			fmt.Fprintln(tw, "ID\tSITE\tEMAIL\tNAME\tSTATE\tCREATED\tFIRST USED\tUSES\tUSER\tSENT\tUNTIL")
+			for i := range invs {
+				inv := &invs[i]
+				j := o.ToInviteJSON(inv)
 				sent := timeOrDash(inv.SentAt)
 				if inv.SendError != "" {
 					sent = "failed: " + inv.SendError
@@ -505,8 +552,12 @@ neither --send nor --no-send at a terminal, asks whether to mail it now.`,
 				if inv.UserID != 0 {
 					user = fmt.Sprint(inv.UserID)
 				}
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", inv.ID, cell(inv.Site), cell(inv.Email), dash(inv.Name),
-					timeOrDash(inv.CreatedAt), timeOrDash(inv.FirstUsedAt), inv.UseCount, user, cell(sent), timeOrDash(inv.RevokedAt))
+				until := optTimeText(j.ExpiresAt)
+				if j.State == "revoked" {
+					until = timeOrDash(inv.RevokedAt)
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", inv.ID, cell(inv.Site), cell(inv.Email), dash(inv.Name), j.State,
+					timeOrDash(inv.CreatedAt), timeOrDash(inv.FirstUsedAt), inv.UseCount, user, cell(sent), until)
 			}
 			return tw.Flush()
 		}),
@@ -518,15 +569,7 @@ neither --send nor --no-send at a terminal, asks whether to mail it now.`,
 		Short: "Revokes an invite and ends the sessions it started",
 		Args:  cobra.ExactArgs(1),
 		RunE: withOps(func(c *cobra.Command, o *ops.Ops, args []string) error {
-			inv, err := o.RevokeInvite(c.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			if wantJSON(c) {
-				return writeJSON(c.OutOrStdout(), ops.ToInviteJSON(inv))
-			}
-			fmt.Fprintf(c.OutOrStdout(), "revoked invite %d (%s)\n", inv.ID, inv.Email)
-			return nil
+			return printRevoked(c)(o.RevokeInvite(c.Context(), args[0]))
 		}),
 	}
 	send := &cobra.Command{
@@ -594,7 +637,7 @@ func linksCommand() *cobra.Command {
 				return writeJSON(c.OutOrStdout(), out)
 			}
 			fmt.Fprintln(c.OutOrStdout(), out.URL)
-			fmt.Fprintf(c.ErrOrStderr(), "link %s for user %d, %s mode, %s, until %s\n", out.JTI, out.UserID, out.Mode, usesText(out.MaxUses), timeOrDash(*out.ExpiresAt))
+			fmt.Fprintf(c.ErrOrStderr(), "link %s for user %d, %s mode, %s, until %s\n", out.JTI, out.UserID, out.Mode, usesText(out.MaxUses), optTimeText(out.ExpiresAt))
 			if len(out.Headers) > 0 {
 				fmt.Fprintf(c.ErrOrStderr(), "mail headers:\nList-Unsubscribe: %s\nList-Unsubscribe-Post: %s\n", out.Headers["List-Unsubscribe"], out.Headers["List-Unsubscribe-Post"])
 			}
@@ -650,11 +693,11 @@ func linksCommand() *cobra.Command {
 			}
 			w := c.OutOrStdout()
 			fmt.Fprintf(w, "link %s: user %d, %s mode, %s, used %d of %s, created %s by %s, expires %s, revoked %s\n\n",
-				cell(l.JTI), l.UserID, cell(l.Mode), dash(l.Target), l.Uses, maxText(l.MaxUses), timeOrDash(l.CreatedAt), dash(l.CreatedBy), optTimeText(l.ExpiresAt), optTimeText(l.RevokedAt))
+				cell(l.JTI), l.UserID, cell(l.Mode), dash(l.Target), l.Uses, maxText(l.MaxUses), timeOrDash(l.CreatedAt.Time), dash(l.CreatedBy), optTimeText(l.ExpiresAt), optTimeText(l.RevokedAt))
 			tw := newTable(w)
 			fmt.Fprintln(tw, "TIME\tOUTCOME\tREASON\tSTATUS\tMETHOD\tPATH\tCLIENT IP\tBROWSER\tOS\tDEVICE")
 			for _, e := range l.UsesLog {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", timeOrDash(e.Time), cell(e.Outcome), dash(e.Reason), e.Status, cell(e.Method), cell(e.Path),
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", timeOrDash(e.Time.Time), cell(e.Outcome), dash(e.Reason), e.Status, cell(e.Method), cell(e.Path),
 					dash(e.ClientIP), dash(strings.TrimSpace(e.Browser+" "+e.Version)), dash(e.OS), dash(e.Device))
 			}
 			return tw.Flush()
@@ -671,12 +714,7 @@ func linksCommand() *cobra.Command {
 			if len(args) == 1 {
 				jti = args[0]
 			}
-			msg, err := o.RevokeLinks(c.Context(), jti, user)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(c.OutOrStdout(), msg)
-			return nil
+			return printRevoked(c)(o.RevokeLinks(c.Context(), jti, user))
 		}),
 	}
 	revoke.Flags().String("user", "", "Revoke every link of this user")
@@ -704,11 +742,21 @@ func usesText(n int) string {
 	return strconv.Itoa(n) + " uses"
 }
 
-func optTimeText(t *time.Time) string {
-	if t == nil {
-		return "-"
+func optTimeText(t ops.Time) string { return timeOrDash(t.Time) }
+
+// printRevoked prints what a revocation ended: its message, or with
+// --json the one shape every revocation answers with.
+func printRevoked(c *cobra.Command) func(ops.Revoked, error) error {
+	return func(r ops.Revoked, err error) error {
+		if err != nil {
+			return err
+		}
+		if wantJSON(c) {
+			return writeJSON(c.OutOrStdout(), r)
+		}
+		_, err = fmt.Fprintln(c.OutOrStdout(), r.Message)
+		return err
 	}
-	return timeOrDash(*t)
 }
 
 func ticketsCommand() *cobra.Command {
@@ -806,15 +854,15 @@ func ticketsCommand() *cobra.Command {
 			}
 			w := c.OutOrStdout()
 			fmt.Fprintf(w, "ticket %s: %s/%s, %s, created %s, expires %s, data %s\n", cell(t.UUID), cell(t.Place), cell(t.Purpose), cell(t.State),
-				timeOrDash(t.CreatedAt), optTimeText(t.ExpiresAt), cell(string(t.Data)))
-			if t.UsedAt != nil {
-				fmt.Fprintf(w, "used %s from %s (%s), upstream status %d\n", timeOrDash(*t.UsedAt), cell(t.UseIP), cell(t.UseUA), t.UseStatus)
+				timeOrDash(t.CreatedAt.Time), optTimeText(t.ExpiresAt), cell(string(t.Data)))
+			if !t.UsedAt.IsZero() {
+				fmt.Fprintf(w, "used %s from %s (%s), upstream status %d\n", timeOrDash(t.UsedAt.Time), cell(t.UseIP), cell(t.UseUA), t.UseStatus)
 			}
 			fmt.Fprintln(w)
 			tw := newTable(w)
 			fmt.Fprintln(tw, "TIME\tOUTCOME\tREASON\tSTATUS\tMETHOD\tPATH\tCLIENT IP\tBROWSER")
 			for _, e := range t.Attempts {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", timeOrDash(e.Time), cell(e.Outcome), dash(e.Reason), e.Status, cell(e.Method), cell(e.Path),
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", timeOrDash(e.Time.Time), cell(e.Outcome), dash(e.Reason), e.Status, cell(e.Method), cell(e.Path),
 					dash(e.ClientIP), dash(strings.TrimSpace(e.Browser+" "+e.Version)))
 			}
 			return tw.Flush()
@@ -825,11 +873,7 @@ func ticketsCommand() *cobra.Command {
 		Short: "Revokes a ticket",
 		Args:  cobra.ExactArgs(1),
 		RunE: withOps(func(c *cobra.Command, o *ops.Ops, args []string) error {
-			if err := o.RevokeTicket(c.Context(), args[0]); err != nil {
-				return err
-			}
-			fmt.Fprintf(c.OutOrStdout(), "revoked ticket %s\n", args[0])
-			return nil
+			return printRevoked(c)(o.RevokeTicket(c.Context(), args[0]))
 		}),
 	}
 	tickets.AddCommand(create, list, show, revoke)
@@ -913,8 +957,12 @@ func auditQueryFlags(c *cobra.Command) ops.AuditQuery {
 }
 
 // openStore opens the store the config names, as every command does: only
-// one that exists (see existingStore).
+// one that exists (see existingStore). Inside the gateway it is the running
+// store, which closing leaves open.
 func (env cliEnv) openStore(ctx context.Context, repl *caddy.Replacer, configFile string) (store.Store, error) {
+	if env.running {
+		return unclosed{env.app.store}, nil
+	}
 	driver, target, err := env.app.storageTarget(repl)
 	if err != nil {
 		return nil, err
@@ -924,6 +972,11 @@ func (env cliEnv) openStore(ctx context.Context, repl *caddy.Replacer, configFil
 	}
 	return openStore(ctx, driver, target)
 }
+
+// unclosed is the running gateway's store lent to one command.
+type unclosed struct{ store.Store }
+
+func (unclosed) Close() error { return nil }
 
 // existingStore refuses to let a command create a store: a command run
 // from another directory, or without the config the gateway runs with,

@@ -1,14 +1,11 @@
 package caddymodule
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"maps"
 	"os"
-	"os/signal"
 	"slices"
-	"syscall"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -65,13 +62,12 @@ file to 1,000,000 users.`,
 				in = file
 			}
 			configFile, _ := f.GetString("config")
-			adapter, _ := f.GetString("adapter")
 			// No deadline, unlike withOps: a million users take a while.
 			// An interrupt stops it between two users; those created stay,
 			// and running it again skips them.
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			ctx, stop := interruptible(c)
 			defer stop()
-			env, err := loadCLIEnv(configFile, adapter)
+			env, err := cliEnvOf(c)
 			if err != nil {
 				return err
 			}

@@ -1,11 +1,7 @@
 package caddymodule
 
 import (
-	"context"
 	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -34,12 +30,11 @@ The gateway need not be stopped.`,
 		RunE: func(c *cobra.Command, _ []string) error {
 			c.SilenceUsage = true
 			configFile, _ := c.Flags().GetString("config")
-			adapter, _ := c.Flags().GetString("adapter")
 			// No deadline: a first run over a long backlog may take
 			// minutes. An interrupt stops it between two batches.
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			ctx, stop := interruptible(c)
 			defer stop()
-			env, err := loadCLIEnv(configFile, adapter)
+			env, err := cliEnvOf(c)
 			if err != nil {
 				return err
 			}
@@ -71,16 +66,16 @@ The gateway need not be stopped.`,
 func printJanitorRun(c *cobra.Command, r ops.Retention, res ops.JanitorRun) error {
 	tw := newTable(c.OutOrStdout())
 	fmt.Fprintf(tw, "sessions deleted\t%d\tended before %s (retain_sessions %s)\n",
-		res.SessionsDeleted, timeOrDash(res.SessionsEndedBefore), ops.FormatDuration(r.Sessions))
+		res.SessionsDeleted, timeOrDash(res.SessionsEndedBefore.Time), ops.FormatDuration(r.Sessions))
 	fmt.Fprintf(tw, "session IPs blanked\t%d\trecorded before %s (retain_ip %s)\n",
-		res.SessionIPsBlanked, timeOrDash(res.IPsBefore), ops.FormatDuration(r.IPs))
+		res.SessionIPsBlanked, timeOrDash(res.IPsBefore.Time), ops.FormatDuration(r.IPs))
 	fmt.Fprintf(tw, "login IPs blanked\t%d\t\n", res.LoginIPsBlanked)
 	fmt.Fprintf(tw, "audit IPs blanked\t%d\t\n", res.AuditIPsBlanked)
-	if res.AuditBefore == nil {
+	if res.AuditBefore.IsZero() {
 		fmt.Fprintf(tw, "audit records deleted\t%d\tnone: kept for ever (no retain_audit)\n", res.AuditDeleted)
 	} else {
 		fmt.Fprintf(tw, "audit records deleted\t%d\tbefore %s (retain_audit %s)\n",
-			res.AuditDeleted, timeOrDash(*res.AuditBefore), ops.FormatDuration(r.Audit))
+			res.AuditDeleted, timeOrDash(res.AuditBefore.Time), ops.FormatDuration(r.Audit))
 	}
 	fmt.Fprintf(tw, "took\t%s\t\n", time.Duration(res.Took).Round(time.Millisecond))
 	return tw.Flush()

@@ -99,7 +99,7 @@ func TestJanitorRunCommand(t *testing.T) {
 	if got != [5]int{1, 1, 1, 1, 1} {
 		t.Errorf("janitor run: %s", out)
 	}
-	if ips := run.IPsBefore.Sub(before.Add(-30 * day)); ips < 0 || ips > time.Minute || run.AuditBefore == nil || run.Took == "" {
+	if ips := run.IPsBefore.Sub(before.Add(-30 * day)); ips < 0 || ips > time.Minute || run.AuditBefore.IsZero() || run.Took == "" {
 		t.Errorf("janitor run's cuts: %s", out)
 	}
 

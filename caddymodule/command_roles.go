@@ -66,7 +66,8 @@ func rolesCommand() *cobra.Command {
 		})
 	remove := grant("remove", "Takes a role from a user",
 		func(o *ops.Ops, c *cobra.Command, user, role, site string) (string, error) {
-			return o.RemoveRole(c.Context(), user, role, site)
+			r, err := o.RemoveRole(c.Context(), user, role, site)
+			return r.Message, err
 		})
 	roles.AddCommand(create, list, add, remove)
 	return roles

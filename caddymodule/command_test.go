@@ -221,7 +221,7 @@ func TestSessionsCommands(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &created); err != nil {
 		t.Fatalf("sessions create --lifetime 7d: %v\n%s", err, out)
 	}
-	if d := created.Session.ExpiresAt.Sub(created.Session.CreatedAt); d != 7*24*time.Hour {
+	if d := created.Session.ExpiresAt.Sub(created.Session.CreatedAt.Time); d != 7*24*time.Hour {
 		t.Errorf("--lifetime 7d made a session of %v", d)
 	}
 	if _, err := cli(t, cf, "sessions", "create", "--user", "cy@example.com", "--lifetime", "soon"); err == nil || !strings.Contains(err.Error(), "soon") {

@@ -103,7 +103,7 @@ func TestImportCommand(t *testing.T) {
 	}
 	out = run("users", "list", "--json")
 	noHash(out)
-	if strings.Count(out, `"password_scheme"`) != 2 {
+	if strings.Count(out, `"password_scheme"`) != 3 || strings.Count(out, `"password_scheme": ""`) != 1 {
 		t.Errorf("users list: want two users with a scheme, one without:\n%s", out)
 	}
 	out = run("roles", "list", "--json")

@@ -119,6 +119,9 @@ func TestUnreachableSMTPKeepsInviteForResend(t *testing.T) {
 	// Resend through a server that works: a new code arrives, the old one is gone.
 	be := &mailtest.Backend{}
 	live := smtpOpts(mailtest.Serve(t, be, nil))
+	// The command runs in the gateway, with its mail settings: the
+	// operator fixes the config and reloads first.
+	g.load(live)
 	g.cli(live, "invites", "send", fmt.Sprint(invs[0].ID))
 	msgs := be.Messages()
 	if len(msgs) != 1 {

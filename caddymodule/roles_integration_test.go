@@ -229,8 +229,8 @@ func TestUsersShowLogins(t *testing.T) {
 	}
 	var js []struct {
 		LoginCount     int64  `json:"login_count"`
-		CurrentLoginIP string `json:"current_login_ip"`
-		LastLoginIP    string `json:"last_login_ip"`
+		CurrentLoginIP string `json:"current_login_client_ip"`
+		LastLoginIP    string `json:"last_login_client_ip"`
 	}
 	if err := json.Unmarshal([]byte(r.cli("users", "show", "shown@example.com", "--json")), &js); err != nil || len(js) != 1 {
 		t.Fatalf("users show --json: %v", err)

@@ -54,7 +54,7 @@ func (o *Ops) CreateInvite(ctx context.Context, s SiteConf, in NewInvite, by str
 	if err != nil {
 		return InviteJSON{}, err
 	}
-	out := ToInviteJSON(inv)
+	out := o.ToInviteJSON(inv)
 	out.Code = code
 	out.LoginURL = loginURL
 	if in.Send {
@@ -101,7 +101,7 @@ func (o *Ops) SendInvite(ctx context.Context, ref string) (InviteJSON, error) {
 	if err != nil {
 		return InviteJSON{}, err
 	}
-	out := ToInviteJSON(inv)
+	out := o.ToInviteJSON(inv)
 	out.LoginURL = loginURL
 	sent := true
 	if err := o.Mailer.SendInvite(ctx, inv, code, out.LoginURL, svc.Rules().UsageWindow); err != nil {
@@ -122,20 +122,21 @@ func (o *Ops) Invites(ctx context.Context, domain string) ([]store.Invite, error
 }
 
 // RevokeInvite revokes an invite and ends the sessions it started.
-func (o *Ops) RevokeInvite(ctx context.Context, ref string) (*store.Invite, error) {
+func (o *Ops) RevokeInvite(ctx context.Context, ref string) (Revoked, error) {
 	id, err := strconv.ParseInt(strings.TrimSpace(ref), 10, 64)
 	if err != nil {
-		return nil, inputErr("invite id %q is not a number", ref)
+		return Revoked{}, inputErr("invite id %q is not a number", ref)
 	}
 	if err := o.Store.RevokeInvite(ctx, id, o.now()); err != nil {
-		return nil, fmt.Errorf("revoking invite %d: %w", id, err)
+		return Revoked{}, fmt.Errorf("revoking invite %d: %w", id, err)
+	}
+	inv, err := o.Store.Invite(ctx, id)
+	if err != nil {
+		return Revoked{}, err
 	}
 	// Its sessions were revoked with it; drop them from this process's cache.
-	if inv, err := o.Store.Invite(ctx, id); err == nil {
-		if inv.UserID != 0 {
-			o.Cache.ForgetUser(inv.UserID)
-		}
-		return inv, nil
+	if inv.UserID != 0 {
+		o.Cache.ForgetUser(inv.UserID)
 	}
-	return o.Store.Invite(ctx, id)
+	return revoked("invite", ref, 1, "revoked invite %d (%s)", inv.ID, inv.Email), nil
 }

@@ -155,32 +155,33 @@ func (o *Ops) ShowLink(ctx context.Context, jti string) (LinkJSON, error) {
 
 // RevokeLinks revokes one link (jti) or every link of a user, and ends the
 // sessions they started; it says what it did.
-func (o *Ops) RevokeLinks(ctx context.Context, jti, user string) (string, error) {
+func (o *Ops) RevokeLinks(ctx context.Context, jti, user string) (Revoked, error) {
 	switch {
 	case jti != "" && user != "":
-		return "", inputErr("give a link id or --user, not both")
+		return Revoked{}, inputErr("give a link id or --user, not both")
 	case jti != "":
 		if err := o.Store.RevokeLink(ctx, jti, o.now()); err != nil {
-			return "", fmt.Errorf("revoking link %q: %w", jti, err)
+			return Revoked{}, fmt.Errorf("revoking link %q: %w", jti, err)
 		}
 		o.Cache.ForgetLink(jti)
 		// Its sessions were revoked with it; drop them from this process's cache.
 		if l, err := o.Store.Link(ctx, jti); err == nil && l.UserID != 0 {
 			o.Cache.ForgetUser(l.UserID)
 		}
-		return "revoked link " + jti, nil
+		return revoked("link", jti, 1, "revoked link %s", jti), nil
 	case user != "":
 		u, err := o.ResolveUser(ctx, user, "")
 		if err != nil {
-			return "", err
+			return Revoked{}, err
 		}
 		if err := o.Store.RevokeUserLinks(ctx, u.ID, o.now()); err != nil {
-			return "", err
+			return Revoked{}, err
 		}
 		o.Cache.ForgetUser(u.ID)
-		return fmt.Sprintf("revoked every link of user %d (%s)", u.ID, u.Email), nil
+		// The store does not count them; -1 says "every one".
+		return revoked("links", strconv.FormatInt(u.ID, 10), -1, "revoked every link of user %d (%s)", u.ID, u.Email), nil
 	}
-	return "", inputErr("name a link id or --user")
+	return Revoked{}, inputErr("name a link id or --user")
 }
 
 // LoginLinkTTL is how long a sign-in link from the login page works: short,

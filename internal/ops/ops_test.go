@@ -177,7 +177,7 @@ func TestSiteOpsCreateInvite(t *testing.T) {
 	fm := &fakeMailer{}
 	o.Mailer = fm
 	out, err = page.CreateInvite(ctx, ops.NewInvite{Email: "two@example.com", Send: true}, "user:7")
-	if err != nil || out.Sent == nil || !*out.Sent || out.SentAt == nil || len(fm.invites) != 1 || fm.invites[0] != out.Code+" https://app.example.com/auth/login 3h0m0s" {
+	if err != nil || out.Sent == nil || !*out.Sent || out.SentAt.IsZero() || len(fm.invites) != 1 || fm.invites[0] != out.Code+" https://app.example.com/auth/login 3h0m0s" {
 		t.Errorf("sent invite %+v %v, mails %q", out, err, fm.invites)
 	}
 	fm.fail = errors.New("relay down")

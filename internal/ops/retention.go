@@ -99,15 +99,15 @@ func (r Retention) Policy(now time.Time) store.RetainPolicy {
 // JanitorRun is what one run of the janitor did, for the gateway's log and
 // the CLI (whose --json prints it as is: its names are a contract).
 type JanitorRun struct {
-	SessionsDeleted     int        `json:"sessions_deleted"`
-	SessionIPsBlanked   int        `json:"session_ips_blanked"`
-	LoginIPsBlanked     int        `json:"login_ips_blanked"`
-	AuditIPsBlanked     int        `json:"audit_ips_blanked"`
-	AuditDeleted        int        `json:"audit_deleted"`
-	SessionsEndedBefore time.Time  `json:"sessions_ended_before"`
-	IPsBefore           time.Time  `json:"ips_before"`
-	AuditBefore         *time.Time `json:"audit_before,omitempty"` // nil: audit records are kept
-	Took                Duration   `json:"took"`
+	SessionsDeleted     int      `json:"sessions_deleted"`
+	SessionIPsBlanked   int      `json:"session_ips_blanked"`
+	LoginIPsBlanked     int      `json:"login_ips_blanked"`
+	AuditIPsBlanked     int      `json:"audit_ips_blanked"`
+	AuditDeleted        int      `json:"audit_deleted"`
+	SessionsEndedBefore Time     `json:"sessions_ended_before"`
+	IPsBefore           Time     `json:"ips_before"`
+	AuditBefore         Time     `json:"audit_before"` // null: audit records are kept
+	Took                Duration `json:"took"`
 }
 
 // Duration is a time.Duration written in JSON as text ("1.5s").
@@ -131,7 +131,7 @@ func RunJanitor(ctx context.Context, st store.Retention, r Retention, now time.T
 	run := JanitorRun{
 		SessionsDeleted: res.SessionsDeleted, SessionIPsBlanked: res.SessionIPsBlanked, LoginIPsBlanked: res.LoginIPsBlanked,
 		AuditIPsBlanked: res.AuditIPsBlanked, AuditDeleted: res.AuditDeleted,
-		SessionsEndedBefore: p.SessionsEndedBefore, IPsBefore: p.IPsBefore, AuditBefore: optTime(p.AuditBefore),
+		SessionsEndedBefore: At(p.SessionsEndedBefore), IPsBefore: At(p.IPsBefore), AuditBefore: optTime(p.AuditBefore),
 		Took: Duration(time.Since(start)),
 	}
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/latchkeyhq/latchkey/internal/store"
 )
@@ -19,15 +18,15 @@ type NewRole struct {
 
 // RoleJSON is a role of a site.
 type RoleJSON struct {
-	Site        string    `json:"site"`
-	Name        string    `json:"name"`
-	Description string    `json:"description"`
-	CreatedAt   time.Time `json:"created_at"`
-	Members     int       `json:"members"`
+	Site        string `json:"site"`
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	CreatedAt   Time   `json:"created_at"`
+	Members     int    `json:"members"`
 }
 
 func toRoleJSON(r *store.RoleDef) RoleJSON {
-	return RoleJSON{Site: r.Site, Name: r.Name, Description: r.Description, CreatedAt: r.CreatedAt, Members: r.Members}
+	return RoleJSON{Site: r.Site, Name: r.Name, Description: r.Description, CreatedAt: At(r.CreatedAt), Members: r.Members}
 }
 
 // roleSite is the site a role command is about: the one named (by name or
@@ -128,23 +127,23 @@ func (o *Ops) AddRole(ctx context.Context, user, role, site string) (string, err
 }
 
 // RemoveRole takes a role from a user.
-func (o *Ops) RemoveRole(ctx context.Context, user, role, site string) (string, error) {
+func (o *Ops) RemoveRole(ctx context.Context, user, role, site string) (Revoked, error) {
 	u, err := o.ResolveUser(ctx, user, site)
 	if err != nil {
-		return "", err
+		return Revoked{}, err
 	}
 	r, err := ParseRole(u.Site, role)
 	if err != nil {
-		return "", err
+		return Revoked{}, err
 	}
 	if err := o.Store.RevokeRole(ctx, u.ID, r); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return "", inputErr("user %d (%s) does not hold role %s", u.ID, u.Email, RoleString(u, r))
+			return Revoked{}, inputErr("user %d (%s) does not hold role %s", u.ID, u.Email, RoleString(u, r))
 		}
-		return "", fmt.Errorf("taking %s from user %d: %w", r, u.ID, err)
+		return Revoked{}, fmt.Errorf("taking %s from user %d: %w", r, u.ID, err)
 	}
 	o.Cache.ForgetUser(u.ID)
-	return fmt.Sprintf("user %d (%s) no longer has role %s", u.ID, u.Email, RoleString(u, r)), nil
+	return revoked("role", RoleString(u, r), 1, "user %d (%s) no longer has role %s", u.ID, u.Email, RoleString(u, r)), nil
 }
 
 // ensureRoles creates the roles a new user is given that do not exist yet:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/latchkeyhq/latchkey/internal/session"
@@ -25,36 +26,39 @@ func (o *Ops) Sessions(ctx context.Context, user string, all bool) ([]store.Sess
 }
 
 // RevokeSession ends a session at once.
-func (o *Ops) RevokeSession(ctx context.Context, id string) error {
+func (o *Ops) RevokeSession(ctx context.Context, id string) (Revoked, error) {
 	err := o.Store.RevokeSession(ctx, id, o.now())
 	o.Cache.ForgetSession(id)
-	if errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("session %q: %w", id, store.ErrNotFound)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return Revoked{}, fmt.Errorf("session %q: %w", id, store.ErrNotFound)
+	case err != nil:
+		return Revoked{}, err
 	}
-	return err
+	return revoked("session", id, 1, "revoked session %s", id), nil
 }
 
 // RevokeUserSessions ends every active session of a user, on every site,
 // and says how many it ended. Each is a change of the store's, so every
 // gateway drops them within a second.
-func (o *Ops) RevokeUserSessions(ctx context.Context, user, site string) (string, error) {
+func (o *Ops) RevokeUserSessions(ctx context.Context, user, site string) (Revoked, error) {
 	u, err := o.ResolveUser(ctx, user, site)
 	if err != nil {
-		return "", err
+		return Revoked{}, err
 	}
 	ss, err := o.Store.Sessions(ctx, store.SessionFilter{UserID: u.ID, ActiveOnly: true, Now: o.now()})
 	if err != nil {
-		return "", err
+		return Revoked{}, err
 	}
 	n := 0
 	for _, s := range ss {
 		if err := o.Store.RevokeSession(ctx, s.ID, o.now()); err != nil && !errors.Is(err, store.ErrNotFound) {
-			return "", fmt.Errorf("ending session %s of user %d after ending %d: %w", s.ID, u.ID, n, err)
+			return Revoked{}, fmt.Errorf("ending session %s of user %d after ending %d: %w", s.ID, u.ID, n, err)
 		}
 		n++
 	}
 	o.Cache.ForgetUser(u.ID)
-	return fmt.Sprintf("ended %d sessions of user %d (%s)", n, u.ID, u.Email), nil
+	return revoked("sessions", strconv.FormatInt(u.ID, 10), n, "ended %d sessions of user %d (%s)", n, u.ID, u.Email), nil
 }
 
 // StartSession starts a session for a user, for testing and support, and

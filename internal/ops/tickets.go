@@ -159,13 +159,16 @@ func (o *Ops) ShowTicket(ctx context.Context, uuid string) (TicketJSON, error) {
 }
 
 // RevokeTicket revokes a ticket that is still valid.
-func (o *Ops) RevokeTicket(ctx context.Context, uuid string) error {
-	err := o.Store.RevokeTicket(ctx, strings.TrimSpace(uuid), o.now())
+func (o *Ops) RevokeTicket(ctx context.Context, uuid string) (Revoked, error) {
+	uuid = strings.TrimSpace(uuid)
+	err := o.Store.RevokeTicket(ctx, uuid, o.now())
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return fmt.Errorf("ticket %q: %w", uuid, store.ErrNotFound)
+		return Revoked{}, fmt.Errorf("ticket %q: %w", uuid, store.ErrNotFound)
 	case errors.Is(err, store.ErrConflict):
-		return inputErr("ticket %q is already used, expired or revoked", uuid)
+		return Revoked{}, inputErr("ticket %q is already used, expired or revoked", uuid)
+	case err != nil:
+		return Revoked{}, err
 	}
-	return err
+	return revoked("ticket", uuid, 1, "revoked ticket %s", uuid), nil
 }

@@ -14,23 +14,23 @@ import (
 
 // UserJSON is a user.
 type UserJSON struct {
-	ID             int64      `json:"id"`
-	Site           string     `json:"site"`
-	Email          string     `json:"email"`
-	Name           string     `json:"name,omitempty"`
-	Phone          string     `json:"phone,omitempty"`
-	Active         bool       `json:"active"`
-	Roles          []string   `json:"roles"`
-	CreatedAt      time.Time  `json:"created_at"`
-	CurrentLoginAt *time.Time `json:"current_login_at,omitempty"`
-	CurrentLoginIP string     `json:"current_login_ip,omitempty"`
-	LastLoginAt    *time.Time `json:"last_login_at,omitempty"`
-	LastLoginIP    string     `json:"last_login_ip,omitempty"`
-	LoginCount     int64      `json:"login_count"`
+	ID             int64    `json:"id"`
+	Site           string   `json:"site"`
+	Email          string   `json:"email"`
+	Name           string   `json:"name"`
+	Phone          string   `json:"phone"`
+	Active         bool     `json:"active"`
+	Roles          []string `json:"roles"`
+	CreatedAt      Time     `json:"created_at"`
+	CurrentLoginAt Time     `json:"current_login_at"`
+	CurrentLoginIP string   `json:"current_login_client_ip"`
+	LastLoginAt    Time     `json:"last_login_at"`
+	LastLoginIP    string   `json:"last_login_client_ip"`
+	LoginCount     int64    `json:"login_count"`
 	// PasswordScheme names the scheme of the user's password hash (see
 	// password.Scheme), "unknown" for one it cannot name; absent without
 	// a password. The hash itself is never shown.
-	PasswordScheme string `json:"password_scheme,omitempty"`
+	PasswordScheme string `json:"password_scheme"`
 }
 
 // ToUserJSON is u's JSON form; its roles are as RoleString writes them.
@@ -41,7 +41,7 @@ func ToUserJSON(u *store.User) UserJSON {
 	}
 	return UserJSON{
 		ID: u.ID, Site: u.Site, Email: u.Email, Name: u.Name, Phone: u.Phone,
-		Active: u.Active, Roles: roles, CreatedAt: u.CreatedAt,
+		Active: u.Active, Roles: roles, CreatedAt: At(u.CreatedAt),
 		CurrentLoginAt: optTime(u.CurrentLoginAt), CurrentLoginIP: u.CurrentLoginIP,
 		LastLoginAt: optTime(u.LastLoginAt), LastLoginIP: u.LastLoginIP, LoginCount: u.LoginCount,
 		PasswordScheme: passwordScheme(u.PasswordHash),
@@ -61,49 +61,49 @@ func passwordScheme(hash string) string {
 
 // SessionJSON is a gateway session (never its token).
 type SessionJSON struct {
-	ID           string     `json:"id"`
-	UserID       int64      `json:"user_id"`
-	CreatedAt    time.Time  `json:"created_at"`
-	LastSeenAt   time.Time  `json:"last_seen_at"`
-	ExpiresAt    time.Time  `json:"expires_at"`
-	RevokedAt    *time.Time `json:"revoked_at,omitempty"`
-	IP           string     `json:"ip,omitempty"`
-	UserAgent    string     `json:"user_agent,omitempty"`
-	Kind         string     `json:"kind,omitempty"`
-	CredentialID string     `json:"credential_id,omitempty"`
+	ID           string `json:"id"`
+	UserID       int64  `json:"user_id"`
+	CreatedAt    Time   `json:"created_at"`
+	LastSeenAt   Time   `json:"last_seen_at"`
+	ExpiresAt    Time   `json:"expires_at"`
+	RevokedAt    Time   `json:"revoked_at"`
+	ClientIP     string `json:"client_ip"`
+	UserAgent    string `json:"user_agent"`
+	Kind         string `json:"kind"`
+	CredentialID string `json:"credential_id"`
 }
 
 // ToSessionJSON is s's JSON form.
 func ToSessionJSON(s *store.Session) SessionJSON {
 	return SessionJSON{
-		ID: s.ID, UserID: s.UserID, CreatedAt: s.CreatedAt, LastSeenAt: s.LastSeenAt,
-		ExpiresAt: s.ExpiresAt, RevokedAt: optTime(s.RevokedAt), IP: s.IP, UserAgent: s.UserAgent,
+		ID: s.ID, UserID: s.UserID, CreatedAt: At(s.CreatedAt), LastSeenAt: At(s.LastSeenAt),
+		ExpiresAt: At(s.ExpiresAt), RevokedAt: optTime(s.RevokedAt), ClientIP: s.IP, UserAgent: s.UserAgent,
 		Kind: s.Kind, CredentialID: s.CredentialID,
 	}
 }
 
 // AuditJSON is an audit record.
 type AuditJSON struct {
-	ID           int64     `json:"id"`
-	Time         time.Time `json:"time"`
-	Kind         string    `json:"kind"`
-	CredentialID string    `json:"credential_id,omitempty"`
-	UserID       int64     `json:"user_id,omitempty"`
-	SessionID    string    `json:"session_id,omitempty"`
-	Outcome      string    `json:"outcome"`
-	Reason       string    `json:"reason,omitempty"`
-	Method       string    `json:"method"`
-	Host         string    `json:"host"`
-	Path         string    `json:"path"`
-	Status       int       `json:"status"`
-	ClientIP     string    `json:"client_ip"`
-	UserAgent    string    `json:"user_agent"`
-	Browser      string    `json:"browser,omitempty"`
-	Version      string    `json:"browser_version,omitempty"`
-	OS           string    `json:"os,omitempty"`
-	Device       string    `json:"device,omitempty"`
-	Bot          bool      `json:"bot"`
-	LatencyUS    int64     `json:"latency_us"`
+	ID           int64  `json:"id"`
+	Time         Time   `json:"time"`
+	Kind         string `json:"kind"`
+	CredentialID string `json:"credential_id"`
+	UserID       int64  `json:"user_id"`
+	SessionID    string `json:"session_id"`
+	Outcome      string `json:"outcome"`
+	Reason       string `json:"reason"`
+	Method       string `json:"method"`
+	Host         string `json:"host"`
+	Path         string `json:"path"`
+	Status       int    `json:"status"`
+	ClientIP     string `json:"client_ip"`
+	UserAgent    string `json:"user_agent"`
+	Browser      string `json:"browser"`
+	Version      string `json:"browser_version"`
+	OS           string `json:"os"`
+	Device       string `json:"device"`
+	Bot          bool   `json:"bot"`
+	LatencyUS    int64  `json:"latency_us"`
 	// Count is how many identical refusals the record stands for (a flood
 	// within a second is one record); 1 for every other record.
 	Count int64 `json:"count"`
@@ -112,7 +112,7 @@ type AuditJSON struct {
 // ToAuditJSON is e's JSON form.
 func ToAuditJSON(e *store.AuditEvent) AuditJSON {
 	return AuditJSON{
-		ID: e.ID, Time: e.Time, Kind: e.Kind, CredentialID: e.CredentialID, UserID: e.UserID,
+		ID: e.ID, Time: At(e.Time), Kind: e.Kind, CredentialID: e.CredentialID, UserID: e.UserID,
 		SessionID: e.SessionID, Outcome: e.Outcome, Reason: e.Reason, Method: e.Method,
 		Host: e.Host, Path: e.Path, Status: e.Status, ClientIP: e.ClientIP, UserAgent: e.UserAgent,
 		Browser: e.UABrowser, Version: e.UAVersion, OS: e.UAOS, Device: e.UADevice, Bot: e.UABot,
@@ -123,30 +123,35 @@ func ToAuditJSON(e *store.AuditEvent) AuditJSON {
 // InviteJSON is an invite. The code appears only in the answer to its
 // creation (or to a resend that could not mail it).
 type InviteJSON struct {
-	ID          int64      `json:"id"`
-	Site        string     `json:"site"`
-	Email       string     `json:"email"`
-	Name        string     `json:"name,omitempty"`
-	Phone       string     `json:"phone,omitempty"`
-	CreatedAt   time.Time  `json:"created_at"`
-	CreatedBy   string     `json:"created_by,omitempty"`
-	UserID      int64      `json:"user_id,omitempty"`
-	FirstUsedAt *time.Time `json:"first_used_at,omitempty"`
-	LastUsedAt  *time.Time `json:"last_used_at,omitempty"`
-	UseCount    int64      `json:"use_count"`
-	RevokedAt   *time.Time `json:"revoked_at,omitempty"`
-	SentAt      *time.Time `json:"sent_at,omitempty"`
-	SendError   string     `json:"send_error,omitempty"`
-	Code        string     `json:"code,omitempty"`
-	LoginURL    string     `json:"login_url,omitempty"`
-	Sent        *bool      `json:"sent,omitempty"`
+	ID          int64  `json:"id"`
+	Site        string `json:"site"`
+	Email       string `json:"email"`
+	Name        string `json:"name"`
+	Phone       string `json:"phone"`
+	CreatedAt   Time   `json:"created_at"`
+	CreatedBy   string `json:"created_by"`
+	UserID      int64  `json:"user_id"`
+	FirstUsedAt Time   `json:"first_used_at"`
+	LastUsedAt  Time   `json:"last_used_at"`
+	UseCount    int64  `json:"use_count"`
+	RevokedAt   Time   `json:"revoked_at"`
+	SentAt      Time   `json:"sent_at"`
+	SendError   string `json:"send_error"`
+	// State is valid (never used, in its usage window), active (used, still
+	// a login code), expired or revoked, by the rules of its site's
+	// handler; ExpiresAt is when it stops (or stopped) working.
+	State     string `json:"state"`
+	ExpiresAt Time   `json:"expires_at"`
+	Code      string `json:"code,omitempty"`
+	LoginURL  string `json:"login_url,omitempty"`
+	Sent      *bool  `json:"sent,omitempty"`
 }
 
 // ToInviteJSON is inv's JSON form, without code.
 func ToInviteJSON(inv *store.Invite) InviteJSON {
 	return InviteJSON{
 		ID: inv.ID, Site: inv.Site, Email: inv.Email, Name: inv.Name, Phone: inv.Phone,
-		CreatedAt: inv.CreatedAt, CreatedBy: inv.CreatedBy, UserID: inv.UserID,
+		CreatedAt: At(inv.CreatedAt), CreatedBy: inv.CreatedBy, UserID: inv.UserID,
 		FirstUsedAt: optTime(inv.FirstUsedAt), LastUsedAt: optTime(inv.LastUsedAt), UseCount: inv.UseCount,
 		RevokedAt: optTime(inv.RevokedAt), SentAt: optTime(inv.SentAt), SendError: inv.SendError,
 	}
@@ -155,20 +160,20 @@ func ToInviteJSON(inv *store.Invite) InviteJSON {
 // LinkJSON is a signed link's record. The URL appears only in the answer
 // to its minting.
 type LinkJSON struct {
-	JTI         string     `json:"jti"`
-	Site        string     `json:"site"`
-	UserID      int64      `json:"user_id,omitempty"`
-	Target      string     `json:"target"`
-	Mode        string     `json:"mode"`
-	MaxUses     int        `json:"max_uses"`
-	Uses        int        `json:"uses"`
-	CreatedAt   time.Time  `json:"created_at"`
-	CreatedBy   string     `json:"created_by,omitempty"`
-	ExpiresAt   *time.Time `json:"expires_at,omitempty"`
-	FirstUsedAt *time.Time `json:"first_used_at,omitempty"`
-	LastUsedAt  *time.Time `json:"last_used_at,omitempty"`
-	RevokedAt   *time.Time `json:"revoked_at,omitempty"`
-	URL         string     `json:"url,omitempty"` // only when minted
+	JTI         string `json:"jti"`
+	Site        string `json:"site"`
+	UserID      int64  `json:"user_id"`
+	Target      string `json:"target"`
+	Mode        string `json:"mode"`
+	MaxUses     int    `json:"max_uses"`
+	Uses        int    `json:"uses"`
+	CreatedAt   Time   `json:"created_at"`
+	CreatedBy   string `json:"created_by"`
+	ExpiresAt   Time   `json:"expires_at"`
+	FirstUsedAt Time   `json:"first_used_at"`
+	LastUsedAt  Time   `json:"last_used_at"`
+	RevokedAt   Time   `json:"revoked_at"`
+	URL         string `json:"url,omitempty"` // only when minted
 	// Headers, when a request-mode link is minted, are the mail headers
 	// that carry it: List-Unsubscribe and List-Unsubscribe-Post.
 	Headers map[string]string `json:"headers,omitempty"`
@@ -179,7 +184,7 @@ type LinkJSON struct {
 func ToLinkJSON(l *store.Link) LinkJSON {
 	return LinkJSON{
 		JTI: l.JTI, Site: l.Site, UserID: l.UserID, Target: l.Target, Mode: l.Mode, MaxUses: l.MaxUses, Uses: l.Uses,
-		CreatedAt: l.CreatedAt, CreatedBy: l.CreatedBy, ExpiresAt: optTime(l.ExpiresAt),
+		CreatedAt: At(l.CreatedAt), CreatedBy: l.CreatedBy, ExpiresAt: optTime(l.ExpiresAt),
 		FirstUsedAt: optTime(l.FirstUsedAt), LastUsedAt: optTime(l.LastUsedAt), RevokedAt: optTime(l.RevokedAt),
 	}
 }
@@ -191,15 +196,15 @@ type TicketJSON struct {
 	Place     string          `json:"place"`
 	Purpose   string          `json:"purpose"`
 	State     string          `json:"state"`
-	CreatedAt time.Time       `json:"created_at"`
-	ExpiresAt *time.Time      `json:"expires_at,omitempty"`
-	UserID    int64           `json:"user_id,omitempty"`
+	CreatedAt Time            `json:"created_at"`
+	ExpiresAt Time            `json:"expires_at"`
+	UserID    int64           `json:"user_id"`
 	Data      json.RawMessage `json:"data"`
-	UsedAt    *time.Time      `json:"used_at,omitempty"`
-	UseIP     string          `json:"use_ip,omitempty"`
-	UseUA     string          `json:"use_user_agent,omitempty"`
-	UseStatus int             `json:"use_status,omitempty"`
-	RevokedAt *time.Time      `json:"revoked_at,omitempty"`
+	UsedAt    Time            `json:"used_at"`
+	UseIP     string          `json:"use_client_ip"`
+	UseUA     string          `json:"use_user_agent"`
+	UseStatus int             `json:"use_status"`
+	RevokedAt Time            `json:"revoked_at"`
 	Password  string          `json:"password,omitempty"`
 	URL       string          `json:"url,omitempty"`
 	Attempts  []AuditJSON     `json:"attempts,omitempty"`
@@ -212,7 +217,7 @@ func ToTicketJSON(t *store.Ticket) TicketJSON {
 		data = json.RawMessage("{}")
 	}
 	return TicketJSON{
-		UUID: t.UUID, Place: t.Place, Purpose: t.Purpose, State: t.State, CreatedAt: t.CreatedAt,
+		UUID: t.UUID, Place: t.Place, Purpose: t.Purpose, State: t.State, CreatedAt: At(t.CreatedAt),
 		ExpiresAt: optTime(t.ExpiresAt), UserID: t.UserID, Data: data, UsedAt: optTime(t.UsedAt),
 		UseIP: t.UseIP, UseUA: t.UseUserAgent, UseStatus: t.UseStatus, RevokedAt: optTime(t.RevokedAt),
 	}
@@ -221,27 +226,27 @@ func ToTicketJSON(t *store.Ticket) TicketJSON {
 // MailJSON is an outbox mail: the envelope, never the bodies, which hold a
 // live credential until sent.
 type MailJSON struct {
-	ID            int64      `json:"id"`
-	Kind          string     `json:"kind"`
-	Site          string     `json:"site,omitempty"`
-	Ref           string     `json:"ref,omitempty"`
-	To            string     `json:"to"`
-	Subject       string     `json:"subject"`
-	State         string     `json:"state"`
-	Attempts      int        `json:"attempts"`
-	LastError     string     `json:"last_error,omitempty"`
-	CreatedAt     time.Time  `json:"created_at"`
-	NextAttemptAt *time.Time `json:"next_attempt_at,omitempty"`
-	ExpiresAt     *time.Time `json:"expires_at,omitempty"`
-	SentAt        *time.Time `json:"sent_at,omitempty"`
-	FailedAt      *time.Time `json:"failed_at,omitempty"`
+	ID            int64  `json:"id"`
+	Kind          string `json:"kind"`
+	Site          string `json:"site"`
+	Ref           string `json:"ref"`
+	To            string `json:"to"`
+	Subject       string `json:"subject"`
+	State         string `json:"state"`
+	Attempts      int    `json:"attempts"`
+	LastError     string `json:"last_error"`
+	CreatedAt     Time   `json:"created_at"`
+	NextAttemptAt Time   `json:"next_attempt_at"`
+	ExpiresAt     Time   `json:"expires_at"`
+	SentAt        Time   `json:"sent_at"`
+	FailedAt      Time   `json:"failed_at"`
 }
 
 // ToMailJSON is m's JSON form.
 func ToMailJSON(m *store.Mail) MailJSON {
 	j := MailJSON{
 		ID: m.ID, Kind: m.Kind, Site: m.Site, Ref: m.Ref, To: m.To, Subject: m.Subject, State: m.State,
-		Attempts: m.Attempts, LastError: m.LastError, CreatedAt: m.CreatedAt, ExpiresAt: optTime(m.ExpiresAt),
+		Attempts: m.Attempts, LastError: m.LastError, CreatedAt: At(m.CreatedAt), ExpiresAt: optTime(m.ExpiresAt),
 		SentAt: optTime(m.SentAt), FailedAt: optTime(m.FailedAt),
 	}
 	if m.State == store.MailQueued {
@@ -259,9 +264,4 @@ func ToJSON[T, J any](rows []T, conv func(*T) J) []J {
 	return out
 }
 
-func optTime(t time.Time) *time.Time {
-	if t.IsZero() {
-		return nil
-	}
-	return &t
-}
+func optTime(t time.Time) Time { return Time{t} }
