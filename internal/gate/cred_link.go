@@ -50,6 +50,7 @@ type LinkConfig struct {
 
 var linkStatus = map[string]int{
 	link.ReasonBadSignature: http.StatusUnauthorized,
+	link.ReasonMalformed:    http.StatusBadRequest,
 	link.ReasonExpired:      http.StatusGone,
 	link.ReasonNotYetValid:  http.StatusForbidden,
 	link.ReasonWrongTarget:  http.StatusForbidden,
@@ -98,10 +99,9 @@ func (c *linkCredential) Use(rq *Request) Outcome {
 		return linkRefusal(reason)
 	}
 	ev.CredentialID = claims.ID
-	uid, err := claims.UserID()
-	if err != nil {
-		return linkRefusal(ReasonUnknownUser)
-	}
+	// 0 when the subject is an address: found once the link is known to
+	// be for this request and this site.
+	uid, _ := claims.UserID()
 	ev.UserID = uid
 
 	// A POST may be the RFC 8058 one-click unsubscribe or the confirmation
@@ -125,18 +125,23 @@ func (c *linkCredential) Use(rq *Request) Outcome {
 	if th, _, _ := strings.Cut(claims.Target, "/"); !g.site.Owns(th) {
 		return linkRefusal(ReasonWrongSite)
 	}
-	u, err := g.linkUser(r.Context(), uid)
+	u, err := g.linkSubject(r.Context(), claims, uid)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return linkRefusal(ReasonUnknownUser)
 	case err != nil:
 		g.d.Logger.Error("looking up link user", zap.Int64("user", uid), zap.Error(err))
 		return storeError()
+	}
+	uid, ev.UserID = u.ID, u.ID
+	switch {
 	case u.Site != "" && u.Site != g.site.Name:
 		return linkRefusal(ReasonWrongSite)
 	case !u.Active:
 		return linkRefusal(ReasonInactiveUser)
-	case claims.IssuedAt != nil && !u.LinksRevokedBefore.IsZero() && claims.IssuedAt.Before(u.LinksRevokedBefore):
+	// A link without iat cannot show it was issued after the user's links
+	// were revoked: it counts as issued before.
+	case !u.LinksRevokedBefore.IsZero() && (claims.IssuedAt == nil || claims.IssuedAt.Before(u.LinksRevokedBefore)):
 		return linkRefusal(ReasonRevoked)
 	}
 
@@ -249,6 +254,22 @@ func (c *linkCredential) Use(rq *Request) Outcome {
 	}
 
 	return g.requestMode(rq, claims, fl, oneClick, confirmed, uid)
+}
+
+// linkSubject is the link's user: by id (uid, from the subject), or by
+// address as the login page finds an account on this site (the site's own
+// user, else one known on every site), so an address of another site's
+// user is nobody here.
+func (g *Gate) linkSubject(ctx context.Context, claims *link.Claims, uid int64) (*store.User, error) {
+	if uid != 0 {
+		return g.linkUser(ctx, uid)
+	}
+	email := claims.Email()
+	if email == "" {
+		// Verify lets no other subject through; refused all the same.
+		return nil, store.ErrNotFound
+	}
+	return g.accountOf(ctx, email)
 }
 
 // linkUser and linkRow read what a link is decided on from the session
