@@ -29,6 +29,12 @@ deps:
 		echo "installing chromium for the browser tests"; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	@# caddymodule/examples_test.go runs examples/ with Debian's python3 (and
+	@# its PyJWT) and php.
+	@/usr/bin/python3 -c 'import jwt' >/dev/null 2>&1 && command -v php >/dev/null 2>&1 || { \
+		echo "installing python3-jwt and php-cli for the examples' tests"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq python3-jwt php-cli >/dev/null; }
 	@# The PostgreSQL store's tests start a throwaway PostgreSQL 15 cluster
 	@# (internal/store/postgres/pgtest) unless LATCHKEY_TEST_PG_DSN names a server.
 	@test -n "$$LATCHKEY_TEST_PG_DSN" || test -x /usr/lib/postgresql/15/bin/initdb || { \
