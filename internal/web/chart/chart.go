@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Series is one quantity the bars stack, bottom first.
@@ -111,7 +112,7 @@ func (c Chart) SVG() template.HTML {
 		}
 		fmt.Fprintf(&b, `<line x1="%s" y1="%s" x2="%s" y2="%s" stroke="%s" stroke-width="1"/>`, num(left), num(y), num(width-right), num(y), color)
 		label := strconv.FormatFloat(f*float64(ceil), 'f', -1, 64)
-		if ceil == 1 && f == 0.5 {
+		if f == 0.5 && ceil%2 == 1 {
 			continue // no half attempts
 		}
 		fmt.Fprintf(&b, `<text x="%s" y="%s" text-anchor="end" dominant-baseline="middle" fill="%s">%s</text>`, num(left-4), num(y), ink, esc(label))
@@ -153,11 +154,13 @@ func (c Chart) SVG() template.HTML {
 		b.WriteString(`</g>`)
 		if bar.Tick != "" {
 			cx, anchor := x+slot/2, "middle"
-			// Labels at the ends stay inside the drawing.
-			if i < n/8 {
-				cx, anchor = x, "start"
-			} else if i >= n-n/8 {
-				cx, anchor = x+slot, "end"
+			// A label that would run off the drawing is pulled back to its
+			// edge (its width estimated: the drawing has no text metrics).
+			half := float64(utf8.RuneCountInString(bar.Tick)) * fontSize * 0.3
+			if cx-half < 0 {
+				cx, anchor = 0, "start"
+			} else if cx+half > width {
+				cx, anchor = width, "end"
 			}
 			fmt.Fprintf(&b, `<line x1="%s" y1="%s" x2="%s" y2="%s" stroke="%s" stroke-width="1"/>`, num(x+slot/2), num(baseline), num(x+slot/2), num(baseline+3), axisColor)
 			fmt.Fprintf(&b, `<text x="%s" y="%s" text-anchor="%s" fill="%s">%s</text>`, num(cx), num(height-6), anchor, ink, esc(bar.Tick))
