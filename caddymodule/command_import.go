@@ -18,8 +18,10 @@ import (
 // legacy application, with their password hashes as it stored them.
 func importCommand() *cobra.Command {
 	imp := &cobra.Command{
-		Use:   "import <file> [--format jsonl|csv] [--site <host>] [--dry-run]",
-		Short: "Imports users, with their password hashes, from a legacy application",
+		// The file is read where the command runs, and sent to the gateway.
+		Annotations: map[string]string{annInputArg: "0"},
+		Use:         "import <file> [--format jsonl|csv] [--site <host>] [--dry-run]",
+		Short:       "Imports users, with their password hashes, from a legacy application",
 		Long: `
 Creates the users of a file, with their password hashes as the application
 that made them stored them: Django's pbkdf2_sha256$…, argon2$…,

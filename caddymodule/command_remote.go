@@ -191,7 +191,11 @@ func forward(c *cobra.Command, args []string) (sent bool, err error) {
 // the flags given (but --config and --adapter, which name this side's
 // files), then its positional arguments, local paths made absolute or sent.
 func forwardedArgs(c *cobra.Command, args []string) ([]string, io.ReadCloser, error) {
-	out := strings.Fields(c.CommandPath())[1:]
+	// The path below `latchkey`, which is the root in the gateway.
+	var out []string
+	for x := c; x != nil && x.Name() != "latchkey"; x = x.Parent() {
+		out = append([]string{x.Name()}, out...)
+	}
 	args = append([]string(nil), args...)
 	var body io.ReadCloser
 	if i, err := strconv.Atoi(c.Annotations[annOutputArg]); err == nil && i < len(args) && args[i] != "-" {

@@ -27,6 +27,11 @@ func (h *Handler) siteConf(s *site.Site) ops.SiteConf {
 	if h.Link != nil {
 		c.LinkParam = h.Link.Param
 	}
+	if h.Tickets != nil {
+		for _, p := range h.Tickets.Accept {
+			c.TicketPairs = append(c.TicketPairs, ops.TicketPair{Place: p.Place, Purpose: p.Purpose})
+		}
+	}
 	return c
 }
 

@@ -21,8 +21,10 @@ import (
 func storeCommand() *cobra.Command {
 	st := &cobra.Command{Use: "store", Short: "Works on a whole store: copies it to another (SQLite ⇄ PostgreSQL)"}
 	cp := &cobra.Command{
-		Use:   "copy --from <config|dsn|sqlite:path> --to <config|dsn|sqlite:path> [--force]",
-		Short: "Copies a whole store into another, e.g. SQLite to PostgreSQL and back",
+		// It names both stores itself; a gateway has nothing to add.
+		Annotations: map[string]string{annLocal: "yes"},
+		Use:         "copy --from <config|dsn|sqlite:path> --to <config|dsn|sqlite:path> [--force]",
+		Short:       "Copies a whole store into another, e.g. SQLite to PostgreSQL and back",
 		Long: `
 Copies every row of one store into another, keeping ids: users and their
 roles, invites, sessions, links, tickets, the audit trail, the mail outbox,

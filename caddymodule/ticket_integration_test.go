@@ -76,7 +76,15 @@ func TestTicketRefusals(t *testing.T) {
 	o := gwOpts{handler: "ticket louvre visit"}
 	g := startGateway(t, o)
 	tk := g.createTickets(o, "--place", "louvre", "--purpose", "visit")[0]
-	other := g.createTickets(o, "--place", "orsay", "--purpose", "visit")[0]
+	// A ticket for another museum: made while the config takes it, used
+	// after the route stopped taking it.
+	if _, err := g.cliErr(o, "tickets", "create", "--place", "orsay", "--purpose", "visit"); err == nil || !strings.Contains(err.Error(), "louvre visit") {
+		t.Errorf("a ticket for a place no route takes: %v, want refused naming the pairs taken", err)
+	}
+	both := gwOpts{handler: "ticket louvre visit\nticket orsay visit"}
+	g.load(both)
+	other := g.createTickets(both, "--place", "orsay", "--purpose", "visit")[0]
+	g.load(o)
 	expired := g.createTickets(o, "--place", "louvre", "--purpose", "visit", "--expires", "1s")[0]
 	revoked := g.createTickets(o, "--place", "louvre", "--purpose", "visit")[0]
 	g.cli(o, "tickets", "revoke", revoked.UUID)

@@ -27,7 +27,13 @@ type SiteConf struct {
 	// query parameter that carries them ("" is link.DefaultParam).
 	Links     bool
 	LinkParam string
+	// TicketPairs are the place and purpose pairs the handler takes
+	// tickets for.
+	TicketPairs []TicketPair
 }
+
+// TicketPair is a place and a purpose a route takes tickets for.
+type TicketPair struct{ Place, Purpose string }
 
 // LoginURL is where an invitee enters their code, on the site's origin.
 func (s SiteConf) LoginURL() (string, error) {
@@ -140,11 +146,19 @@ func (o *Ops) siteFor(name, host string) (*site.Site, error) {
 		}
 		return site.New(name, nil, "")
 	}
+	h := site.HostOf(host)
 	if name != "" {
 		s, err := pickSite(o.Sites, name)
-		return s.Site, err
+		if err != nil {
+			return nil, InputError{err}
+		}
+		// A link names its host: one the site does not serve would be
+		// refused there, or accepted by another site's gateway.
+		if len(s.Site.Hosts) > 0 && !s.Site.Serves(h) {
+			return nil, inputErr("site %q does not serve %q (its hosts: %s)", s.Site.Name, host, strings.Join(s.Site.Hosts, ", "))
+		}
+		return s.Site, nil
 	}
-	h := site.HostOf(host)
 	for _, s := range o.Sites {
 		if len(s.Site.Hosts) > 0 && s.Site.Serves(h) {
 			return s.Site, nil

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -47,6 +48,9 @@ func ValidName(s string) bool {
 func (o *Ops) CreateTickets(ctx context.Context, in NewTickets) ([]TicketJSON, error) {
 	if !ValidName(in.Place) || !ValidName(in.Purpose) {
 		return nil, inputErr("place and purpose are required words without spaces, e.g. --place louvre --purpose visit")
+	}
+	if err := o.checkTicketPair(in.Place, in.Purpose); err != nil {
+		return nil, err
 	}
 	n := in.Count
 	if n == 0 {
@@ -171,4 +175,27 @@ func (o *Ops) RevokeTicket(ctx context.Context, uuid string) (Revoked, error) {
 		return Revoked{}, err
 	}
 	return revoked("ticket", uuid, 1, "revoked ticket %s", uuid), nil
+}
+
+// checkTicketPair refuses a place and purpose no route of the config takes:
+// such a ticket could never be used. Without a config (no sites known)
+// there is nothing to check against.
+func (o *Ops) checkTicketPair(place, purpose string) error {
+	if len(o.Sites) == 0 {
+		return nil
+	}
+	var accepted []string
+	for _, s := range o.Sites {
+		for _, p := range s.TicketPairs {
+			if p.Place == place && p.Purpose == purpose {
+				return nil
+			}
+			accepted = append(accepted, p.Place+" "+p.Purpose)
+		}
+	}
+	if len(accepted) == 0 {
+		return inputErr("no latchkey route of the config takes tickets (add `ticket %s %s` to the latchkey directive of the route that takes them)", place, purpose)
+	}
+	slices.Sort(accepted)
+	return inputErr("no latchkey route takes tickets for place %q and purpose %q; the routes take: %s", place, purpose, strings.Join(slices.Compact(accepted), ", "))
 }
