@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -270,4 +271,44 @@ func FuzzDecodeClaims(f *testing.F) {
 			t.Fatalf("round trip: %+v, want %+v", back, c)
 		}
 	})
+}
+
+// TestDocsWorkedExample: the example in docs/links.md, which people check
+// their own signing code against, is one the gateway accepts as it says.
+func TestDocsWorkedExample(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/links.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(doc)
+	_, rest, ok := strings.Cut(text, "With the HS256 key `")
+	keyText, _, _ := strings.Cut(rest, "`")
+	var token string
+	for line := range strings.SplitSeq(text, "\n") {
+		if strings.HasPrefix(line, "eyJ") && strings.Count(line, ".") == 2 {
+			token = line
+		}
+	}
+	if !ok || token == "" {
+		t.Fatal("no key or token found in docs/links.md")
+	}
+	key, err := base64.RawURLEncoding.DecodeString(keyText)
+	if err != nil || len(key) != 32 || key[31] != 31 {
+		t.Fatalf("key %q: %v", keyText, err)
+	}
+	kr := mustRing(t, Key{ID: "default", Alg: AlgHS256, Secret: key})
+	c, reason, err := kr.Verify(token, time.Date(2029, 12, 31, 23, 59, 59, 0, time.UTC))
+	if err != nil {
+		t.Fatalf("the documented token: %q, %v", reason, err)
+	}
+	if c.Email() != "luke@example.com" || c.Target != "app.example.com/unsubscribe" || c.Mode != ModeRequest || c.MaxUses != 1 ||
+		c.Data["list"] != "news" || !c.ExpiresAt.Equal(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)) {
+		t.Errorf("claims %+v", c)
+	}
+	if !strings.Contains(text, "`"+c.ID+"`") {
+		t.Errorf("docs/links.md does not give the token's digest %s", c.ID)
+	}
+	if _, reason, _ := kr.Verify(token, time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)); reason != ReasonExpired {
+		t.Errorf("at exp: %q", reason)
+	}
 }
