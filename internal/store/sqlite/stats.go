@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/latchkeyhq/latchkey/internal/store"
@@ -23,16 +24,26 @@ func statsWhere(q store.StatsQuery) (string, []any) {
 	return w, args
 }
 
+func histogramSQL(q store.StatsQuery) (string, []any) {
+	w, args := statsWhere(q)
+	// Integer division of a non-negative offset: the bucket's index.
+	return `SELECT (time - ?) / ? AS bucket, outcome, sum(count) FROM audit` + w + ` GROUP BY bucket, outcome ORDER BY bucket, outcome`,
+		append([]any{q.Since.UnixNano(), int64(q.Step)}, args...)
+}
+
+func topSQL(q store.StatsQuery, col string, limit int) (string, []any) {
+	w, args := statsWhere(q)
+	return `SELECT ` + col + `, sum(count) AS n FROM audit` + w + ` GROUP BY ` + col + ` ORDER BY n DESC, ` + col + ` LIMIT ?`, append(args, limit)
+}
+
 // AuditHistogram counts q's records by bucket and outcome.
 func (s *Store) AuditHistogram(ctx context.Context, q store.StatsQuery) ([]store.AuditBucket, error) {
 	if q.Step <= 0 {
 		return nil, fmt.Errorf("audit histogram: step %v is not positive", q.Step)
 	}
-	w, args := statsWhere(q)
 	since, step := q.Since.UnixNano(), int64(q.Step)
-	// Integer division of a non-negative offset: the bucket's index.
-	query := `SELECT (time - ?) / ? AS bucket, outcome, sum(count) FROM audit` + w + ` GROUP BY bucket, outcome ORDER BY bucket, outcome`
-	return listRows(ctx, s.r, fmt.Sprintf("audit histogram %+v", q), query, append([]any{since, step}, args...),
+	query, args := histogramSQL(q)
+	return listRows(ctx, s.r, fmt.Sprintf("audit histogram %+v", q), query, args,
 		func(r interface{ Scan(...any) error }, b *store.AuditBucket) error {
 			var i int64
 			if err := r.Scan(&i, &b.Outcome, &b.Count); err != nil {
@@ -56,22 +67,26 @@ func (s *Store) AuditTop(ctx context.Context, q store.StatsQuery, by string, lim
 	if limit <= 0 {
 		return nil, nil
 	}
-	w, args := statsWhere(q)
-	query := `SELECT ` + col + `, sum(count) AS n FROM audit` + w + ` GROUP BY ` + col + ` ORDER BY n DESC, ` + col + ` LIMIT ?`
-	return listRows(ctx, s.r, fmt.Sprintf("audit top %s %+v", by, q), query, append(args, limit),
+	query, args := topSQL(q, col, limit)
+	return listRows(ctx, s.r, fmt.Sprintf("audit top %s %+v", by, q), query, args,
 		func(r interface{ Scan(...any) error }, t *store.Tally) error { return r.Scan(&t.Value, &t.Count) })
 }
+
+// The site's rows, found by the site's indexes (migration 15).
+const (
+	countSessionsSQL = `SELECT count(*) FROM sessions WHERE site = ? AND revoked_at IS NULL AND expires_at > ? AND last_seen_at >= ?`
+	mailCountsSQL    = `SELECT state, count(*) FROM outbox WHERE site = ? GROUP BY state`
+	siteMailsSQL     = `SELECT ` + mailListColumns + ` FROM outbox WHERE site = ? ORDER BY created_at DESC, id DESC LIMIT ?`
+)
 
 // CountSessions counts the site's live sessions.
 func (s *Store) CountSessions(ctx context.Context, site string, now, seenSince time.Time) (int, error) {
 	var n int
-	q := `SELECT count(*) FROM sessions WHERE site = ? AND revoked_at IS NULL AND expires_at > ?`
-	args := []any{site, now.UnixNano()}
+	seen := int64(math.MinInt64) // a zero seenSince bounds nothing
 	if !seenSince.IsZero() {
-		q += ` AND last_seen_at >= ?`
-		args = append(args, seenSince.UnixNano())
+		seen = seenSince.UnixNano()
 	}
-	if err := s.r.QueryRowContext(ctx, q, args...).Scan(&n); err != nil {
+	if err := s.r.QueryRowContext(ctx, countSessionsSQL, site, now.UnixNano(), seen).Scan(&n); err != nil {
 		return 0, fmt.Errorf("counting the sessions of site %q: %w", site, err)
 	}
 	return n, nil
@@ -83,7 +98,7 @@ func (s *Store) MailCounts(ctx context.Context, site string) (map[string]int, er
 		state string
 		n     int
 	}
-	rows, err := listRows(ctx, s.r, "mail counts of site "+site, `SELECT state, count(*) FROM outbox WHERE site = ? GROUP BY state`, []any{site},
+	rows, err := listRows(ctx, s.r, "mail counts of site "+site, mailCountsSQL, []any{site},
 		func(r interface{ Scan(...any) error }, x *row) error { return r.Scan(&x.state, &x.n) })
 	if err != nil {
 		return nil, err
@@ -100,6 +115,5 @@ func (s *Store) SiteMails(ctx context.Context, site string, limit int) ([]store.
 	if limit <= 0 {
 		return nil, nil
 	}
-	q := `SELECT ` + mailListColumns + ` FROM outbox WHERE site = ? ORDER BY created_at DESC, id DESC LIMIT ?`
-	return listRows(ctx, s.r, "latest mails of site "+site, q, []any{site, limit}, scanMail)
+	return listRows(ctx, s.r, "latest mails of site "+site, siteMailsSQL, []any{site, limit}, scanMail)
 }
