@@ -10,6 +10,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/latchkeyhq/latchkey/internal/keys"
+	storecopy "github.com/latchkeyhq/latchkey/internal/store/copy"
 )
 
 // Each previous secret is checked as the secret is, by its place in the
@@ -58,5 +59,24 @@ func TestPreviousSecretsChecked(t *testing.T) {
 	again, _, err := secretApp(t, db)
 	if err != nil || string(again.secret) != string(gen.secret) || len(again.previous) != 1 || string(again.previous[0]) != good {
 		t.Errorf("loaded %d previous (%v), want the file's one that is not current", len(again.previous), err)
+	}
+}
+
+// A store copy says where the source's previous secrets are: the target's
+// gateways need them too for what was made under them.
+func TestStoreCopyNamesPreviousSecrets(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "latchkey.db")
+	mustSecretApp(t, db)
+	from := copySide{side: storecopy.Side{Driver: storecopy.SQLite, Target: db}}
+	to := copySide{side: storecopy.Side{Driver: storecopy.SQLite, Target: filepath.Join(t.TempDir(), "copy.db")}}
+	prev := keys.PreviousSecretsPath(keys.SecretPath(db))
+	if notes := strings.Join(secretNotes(from, to, &storecopy.Result{}), "\n"); strings.Contains(notes, "previous") {
+		t.Errorf("notes mention previous secrets though there are none:\n%s", notes)
+	}
+	if _, err := keys.RotateGeneratedSecret(keys.SecretPath(db)); err != nil {
+		t.Fatal(err)
+	}
+	if notes := strings.Join(secretNotes(from, to, &storecopy.Result{}), "\n"); !strings.Contains(notes, prev) || !strings.Contains(notes, "previous_secrets") {
+		t.Errorf("notes do not name %s:\n%s", prev, notes)
 	}
 }

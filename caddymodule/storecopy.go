@@ -187,6 +187,9 @@ func secretNotes(from, to copySide, res *storecopy.Result) []string {
 		switch _, err := os.Stat(srcPath); {
 		case err == nil:
 			src += fmt.Sprintf("It was generated for the source and is kept in %s: configure `secret_file` with that file (copied with mode 0600 where the gateways can read it) on every gateway of the target.", srcPath)
+			if prev := keys.PreviousSecretsPath(srcPath); !keys.FileTime(prev).IsZero() {
+				src += fmt.Sprintf(" The source also still accepts previous secrets, kept in %s (caddy latchkey secret show lists them): give them to the target's gateways as `previous_secrets`, or what was made under them stops working there.", prev)
+			}
 		case res.LegacySecret:
 			src += fmt.Sprintf("The source still keeps it in its database (an older latchkey did; it is not copied): start a gateway of this version on the source once, which moves it to %s, and configure `secret_file` with that file on the target's gateways.", srcPath)
 		default:
