@@ -98,6 +98,9 @@ func (o *Ops) MintLink(ctx context.Context, in NewLink, by string) (LinkJSON, er
 	if !link.ValidParam(param) {
 		return LinkJSON{}, inputErr("param: %q is not usable as a query parameter name", param)
 	}
+	if err := checkHeaderData("data", in.Data); err != nil {
+		return LinkJSON{}, err
+	}
 	ring, err := o.ring()
 	if err != nil {
 		return LinkJSON{}, err

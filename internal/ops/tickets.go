@@ -76,6 +76,9 @@ func (o *Ops) CreateTickets(ctx context.Context, in NewTickets) ([]TicketJSON, e
 		}
 		userID = u.ID
 	}
+	if err := checkHeaderData("data", in.Data); err != nil {
+		return nil, err
+	}
 	data := []byte("{}")
 	if in.Data != nil {
 		var err error
