@@ -201,3 +201,37 @@ func TestBackupCommandPostgres(t *testing.T) {
 		t.Errorf("a file was written: %v", err)
 	}
 }
+
+// With no gateway to send it to, the command opens the store itself; the
+// path is still taken from the working directory.
+func TestBackupCommandLocal(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "data", "latchkey.db")
+	st, err := sqlite.Open(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CreateUser(context.Background(), &store.User{Email: "local@example.com", Active: true}); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	cf := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(cf, []byte("{\n\tadmin off\n\tlatchkey {\n\t\tstorage sqlite "+db+"\n\t}\n}\n:8080 {\n\tlatchkey\n\trespond ok\n}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	work := t.TempDir()
+	t.Chdir(work)
+	out, err := caddymodule.RunCLI("backup", "b.db", "--config", cf, "--adapter", "caddyfile")
+	dest := filepath.Join(work, "b.db")
+	if err != nil || !strings.Contains(out, dest) || !strings.Contains(out, keys.SecretPath(db)) || strings.Contains(out, "admin API") {
+		t.Fatalf("local backup: %v\n%s", err, out)
+	}
+	b, err := sqlite.Open(context.Background(), dest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := b.UserByEmail(context.Background(), "", "local@example.com"); err != nil {
+		t.Errorf("the local backup lacks the user: %v", err)
+	}
+}

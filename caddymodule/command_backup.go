@@ -1,14 +1,11 @@
 package caddymodule
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/url"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/spf13/cobra"
@@ -19,11 +16,9 @@ import (
 
 func init() { moreCommands = append(moreCommands, backupCommand) }
 
-// localCommand marks a command that works on files: the store's file or
-// those beside it, at paths given here. It runs in this process, never sent
-// to a running gateway (which may run as another user, in another
-// directory).
-var localCommand = map[string]string{"latchkey.local": "files"}
+// localCommand marks a command that works on files beside the store, at
+// paths resolved here: it runs in this process, never in the gateway.
+var localCommand = map[string]string{annLocal: "files"}
 
 // backupCommand is `caddy latchkey backup <file>`.
 func backupCommand() *cobra.Command {
@@ -34,17 +29,22 @@ func backupCommand() *cobra.Command {
 Copies the config's SQLite store into a new file (a path relative to the
 current directory), as it was at one moment: what the gateways commit while
 the copy is made is left for the next backup. The gateways need not stop.
-An existing file is never replaced. The copy is a latchkey store: restore it
-by stopping Caddy, putting it in the store's place (and deleting the old
-store's -wal and -shm files), and starting Caddy.
+An existing file is never replaced. When the config's gateway runs, the
+command runs inside it (through its admin API, as other commands do), so the
+file is written by Caddy's user, which must be able to write there. The
+copy is a latchkey store: restore it by stopping Caddy, putting it in the
+store's place (and deleting the old store's -wal and -shm files), and
+starting Caddy.
 
 The secret is not in the backup, on purpose: a backup that leaks then opens
 no session, invite code, ticket or link. Keep the secret file (whose path is
 printed) apart from the backups; a restored store needs it.
 
 A PostgreSQL store is backed up with pg_dump.`,
-		Args:        cobra.ExactArgs(1),
-		Annotations: localCommand,
+		Args: cobra.ExactArgs(1),
+		// Sent to a running gateway, which reads the store however it is
+		// owned; the file's path is made absolute here first.
+		Annotations: map[string]string{annOutputArg: "0"},
 		RunE:        runBackup,
 	}
 }
@@ -52,12 +52,11 @@ A PostgreSQL store is backed up with pg_dump.`,
 func runBackup(c *cobra.Command, args []string) error {
 	c.SilenceUsage = true
 	configFile, _ := c.Flags().GetString("config")
-	adapter, _ := c.Flags().GetString("adapter")
 	// No deadline: a big store takes a while; an interrupt stops it and
 	// leaves no file.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := interruptible(c)
 	defer stop()
-	env, err := loadCLIEnv(configFile, adapter)
+	env, err := cliEnvOf(c)
 	if err != nil {
 		return err
 	}
@@ -82,6 +81,9 @@ func runBackup(c *cobra.Command, args []string) error {
 		return err
 	}
 	defer st.Close()
+	if u, ok := st.(unclosed); ok {
+		st = u.Store
+	}
 	b, ok := st.(store.Backuper)
 	if !ok {
 		return fmt.Errorf("latchkey backup: storage %s cannot be backed up by latchkey", driver)
