@@ -715,8 +715,8 @@ func atkOffSiteRedirects(t *testing.T, r *atkRig) {
 			t.Errorf("login with next=%q: Location %q, want /", next, loc)
 		}
 		resp = r.A.postForm(t, "/.latchkey/logout", url.Values{"next": {next}})
-		if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther || loc != "/" {
-			t.Errorf("logout with next=%q: %d Location %q, want 303 to /", next, resp.StatusCode, loc)
+		if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther || loc != "/.latchkey/logout?signed_out=1" {
+			t.Errorf("logout with next=%q: %d Location %q, want 303 to the sign-out confirmation", next, resp.StatusCode, loc)
 		}
 		page := r.A.get(t, "/.latchkey/login?next="+url.QueryEscape(next))
 		if page.StatusCode != 200 || bytes.Contains(page.Body, []byte("evil.example")) {

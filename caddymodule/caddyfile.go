@@ -301,6 +301,14 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := oneArg(d, &h.SiteName); err != nil {
 				return err
 			}
+		case "site_name":
+			if err := oneArg(d, &h.SiteTitle); err != nil {
+				return err
+			}
+		case "contact":
+			if err := oneArg(d, &h.Contact); err != nil {
+				return err
+			}
 		case "origin":
 			if err := oneArg(d, &h.Origin); err != nil {
 				return err

@@ -38,6 +38,13 @@ type Handler struct {
 	// it, never with a request's Host. The Caddyfile fills it in from the
 	// site block's address; a catch-all block (":80") has none unless set.
 	Origin string `json:"origin,omitempty"`
+	// The name the gateway's pages show for the site ("Example members").
+	// Default: the site's host.
+	SiteTitle string `json:"site_name,omitempty"`
+	// Whom a refusal page tells people to ask for a new link, ticket or
+	// code, or for access ("the front desk, help@example.com"). Default:
+	// whoever sent the link, or the site's administrator.
+	Contact string `json:"contact,omitempty"`
 	// Host names the site answers for; the Caddyfile fills them in from the
 	// site block's addresses. Empty: any host.
 	Hosts []string `json:"hosts,omitempty"`
@@ -274,6 +281,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		BindIPPrefix:  slices.Contains(sc.Bind, "ip_prefix"),
 		ForwardEmail:  slices.Contains(h.Forward, "email"),
 		ForwardName:   slices.Contains(h.Forward, "name"),
+		SiteName:      h.SiteTitle,
+		Contact:       h.Contact,
 	}, deps)
 	return nil
 }

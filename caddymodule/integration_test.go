@@ -449,8 +449,11 @@ func TestLogoutEndsSession(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodPost, g.url+"/.latchkey/logout", nil)
 	req.Header.Set("Cookie", "latchkey_session="+token)
 	resp := g.do(req)
-	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/" {
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/.latchkey/logout?signed_out=1" {
 		t.Fatalf("logout: status %d Location %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if r, err := http.Get(g.url + "/.latchkey/logout?signed_out=1"); err != nil || r.StatusCode != 200 || !strings.Contains(readBody(t, r), "You have been signed out of 127.0.0.1") {
+		t.Errorf("the sign-out confirmation: %v", err)
 	}
 	if r := g.get("/", cookie(token)); r.StatusCode != 401 {
 		t.Errorf("after logout: status %d, want 401", r.StatusCode)
@@ -602,4 +605,15 @@ func getAtOnce(t *testing.T, rawURL string, n int) map[int]int {
 	close(start)
 	wg.Wait()
 	return statuses
+}
+
+// readBody reads and closes a response's body.
+func readBody(t *testing.T, r *http.Response) string {
+	t.Helper()
+	defer r.Body.Close()
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -96,7 +96,7 @@ func (g *Gate) loginRefusalPage(rq *Request, w http.ResponseWriter, rf *Refusal,
 	case http.StatusUnauthorized, http.StatusForbidden, http.StatusGone:
 		page.Message = badMsg
 	default:
-		return g.writeRefusal(w, rq.R, rf.Status, rf.Reason)
+		return g.writeRefusal(w, rq.R, KindInvite, rf.Status, rf.Reason)
 	}
 	return g.d.Pages.Render(w, rf.Status, web.PageLogin, page)
 }

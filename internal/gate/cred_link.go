@@ -69,6 +69,7 @@ func linkRefusal(reason string) Outcome {
 }
 
 type confirmPage struct {
+	Chrome
 	Title, Message, Action, Button string
 }
 
@@ -176,9 +177,9 @@ func (c *linkCredential) Use(rq *Request) Outcome {
 			}
 		}
 		// A GET, HEAD or prefetch only shows the button; nothing is used.
-		page := confirmPage{Title: "Continue", Message: "Continue to " + cleanURL(r.URL.EscapedPath(), fl.rest) + ".", Action: r.URL.RequestURI(), Button: "Continue"}
+		page := confirmPage{Chrome: g.chrome(r), Title: "Continue", Message: "Continue to " + cleanURL(r.URL.EscapedPath(), fl.rest) + ".", Action: r.URL.RequestURI(), Button: "Continue"}
 		if claims.Mode == link.ModeLogin {
-			page = confirmPage{Title: "Sign in", Message: "Continue to sign in as " + u.Email + ".", Action: r.URL.RequestURI(), Button: "Sign in"}
+			page = confirmPage{Chrome: g.chrome(r), Title: "Sign in", Message: "Continue to sign in as " + u.Email + ".", Action: r.URL.RequestURI(), Button: "Sign in"}
 		}
 		ev.Reason = "confirmation_shown"
 		return Outcome{UserID: uid, Respond: func(w http.ResponseWriter) error {

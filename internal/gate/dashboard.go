@@ -36,6 +36,7 @@ var dashSeries = []chart.Series{
 }
 
 type dashboardPage struct {
+	Chrome
 	Title, Site, Email, Generated string
 	// AuditNote, when set, says why the site's attempts are not shown.
 	AuditNote string
@@ -102,6 +103,7 @@ func (g *Gate) serveDashboard(rq *Request) error {
 		return g.refuse(rq, storeError().Refused)
 	}
 	page.Email = u.Email
+	page.Chrome = g.chrome(r)
 	return g.d.Pages.Render(w, http.StatusOK, web.PageDashboard, page)
 }
 

@@ -98,7 +98,15 @@ type Config struct {
 	// (/24 for IPv4, /48 for IPv6), than the session started in, refused
 	// 401 as possible_theft.
 	BindUserAgent, BindIPPrefix bool
+	// SiteName is the name the pages show for the site; default its host.
+	SiteName string
+	// Contact is whom refusal pages tell people to ask for a new link or
+	// for access; default whoever sent it, or the person who runs the site.
+	Contact string
 }
+
+// Chrome is what every page shows around its content: the site's name.
+type Chrome struct{ SiteName string }
 
 func (c Config) withDefaults() Config {
 	if c.UserHeader == "" {
@@ -241,8 +249,10 @@ type Gate struct {
 	csrf    *http.CrossOriginProtection
 	userKey string // canonical forms, set with direct map writes
 	sessKey string
-	// refusalPages holds each rendered refusal page, by status.
+	// refusalPages holds each rendered refusal page, by refusalKey.
 	refusalPages sync.Map
+	// defaultTitle is the site's name on pages when none is configured.
+	defaultTitle string
 }
 
 // New returns a Gate for cfg.
@@ -281,6 +291,10 @@ func New(cfg Config, d Deps) *Gate {
 		csrf:    http.NewCrossOriginProtection(),
 		userKey: http.CanonicalHeaderKey(cfg.UserHeader),
 		sessKey: http.CanonicalHeaderKey(cfg.SessionHeader),
+	}
+	g.defaultTitle = cfg.SiteName
+	if g.defaultTitle == "" {
+		g.defaultTitle = defaultSiteTitle(d.Site.Origin, d.Site.Name, d.Site.Hosts)
 	}
 	// The registration of every kind the route takes: a ticket route takes
 	// tickets only, unless the config adds sessions explicitly.

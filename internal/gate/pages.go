@@ -54,6 +54,7 @@ func NewLinkRequestLimiters() (perIP, perAddress *throttle.Limiter) {
 const msgLinkSent = "If an account uses that address, we have sent it a sign-in link. It works once, for 15 minutes."
 
 type loginPage struct {
+	Chrome
 	Title   string
 	Action  string
 	Next    string
@@ -66,7 +67,7 @@ type loginPage struct {
 }
 
 func (g *Gate) loginPage(r *http.Request) loginPage {
-	return loginPage{Title: "Sign in", Action: g.login, Next: SafeNext(r.URL.Query().Get("next")),
+	return loginPage{Chrome: g.chrome(r), Title: "Sign in", Action: g.login, Next: SafeNext(r.URL.Query().Get("next")),
 		Codes: g.d.Invites != nil, Links: g.d.LoginLinks != nil, Passwords: g.d.Passwords != nil}
 }
 
@@ -227,9 +228,13 @@ func (g *Gate) sendLoginLink(ctx context.Context, u *store.User, path string) er
 }
 
 type logoutPage struct {
+	Chrome
 	Title    string
 	Action   string
 	SignedIn bool
+	// SignedOut confirms a sign-out just done; LoginURL offers the way back.
+	SignedOut bool
+	LoginURL  string
 }
 
 // serveLogout ends the session on POST. GET shows a button rather than
@@ -238,7 +243,11 @@ func (g *Gate) serveLogout(rq *Request) error {
 	w, r, ev := rq.W, rq.R, &rq.Ev
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
-		return g.d.Pages.Render(w, http.StatusOK, web.PageLogout, logoutPage{Title: "Sign out", Action: g.logout, SignedIn: g.currentSession(r) != nil})
+		page := logoutPage{Chrome: g.chrome(r), Title: "Sign out", Action: g.logout, SignedIn: g.currentSession(r) != nil, LoginURL: g.cfg.LoginURL}
+		if !page.SignedIn && r.URL.Query().Get("signed_out") != "" {
+			page.Title, page.SignedOut = "You are signed out", true
+		}
+		return g.d.Pages.Render(w, http.StatusOK, web.PageLogout, page)
 	case http.MethodPost:
 	default:
 		return methodNotAllowed(w)
@@ -259,9 +268,11 @@ func (g *Gate) serveLogout(rq *Request) error {
 		w.WriteHeader(http.StatusNoContent)
 		ev.Status = http.StatusNoContent
 	} else {
+		// Without a page to go back to, the sign-out is confirmed on the
+		// sign-out page itself.
 		target := SafeNext(r.FormValue("next"))
 		if target == "" {
-			target = "/"
+			target = g.logout + "?signed_out=1"
 		}
 		http.Redirect(w, r, target, http.StatusSeeOther)
 		ev.Status = http.StatusSeeOther
@@ -273,12 +284,15 @@ func (g *Gate) serveLogout(rq *Request) error {
 }
 
 type invitePage struct {
+	Chrome
 	Title    string
 	Action   string
 	Message  string
 	Failed   bool
 	Code     string
 	LoginURL string
+	// What was typed, kept when the form comes back with an error.
+	Email, Name, Phone string
 }
 
 // serveInvitePage lets staff of this site invite someone to it. It never
@@ -306,7 +320,7 @@ func (g *Gate) serveInvitePage(rq *Request) error {
 	if !u.HasRole(g.site.Name, StaffRole) {
 		return g.refuse(rq, &Refusal{Status: http.StatusForbidden, Reason: "not_staff"})
 	}
-	page := invitePage{Title: "Invite someone", Action: g.invite}
+	page := invitePage{Chrome: g.chrome(r), Title: "Invite someone", Action: g.invite}
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		return g.d.Pages.Render(w, http.StatusOK, web.PageInvite, page)
@@ -320,7 +334,8 @@ func (g *Gate) serveInvitePage(rq *Request) error {
 	}
 	email, ok := mail.NormalizeAddress(form.Get("email"))
 	if !ok {
-		page.Message, page.Failed = "Please enter one email address.", true
+		page.Email, page.Name, page.Phone = form.Get("email"), form.Get("name"), form.Get("phone")
+		page.Message, page.Failed = "Please enter one email address, like name@example.com.", true
 		return g.d.Pages.Render(w, http.StatusBadRequest, web.PageInvite, page)
 	}
 	switch existing, err := g.accountOf(r.Context(), email); {
@@ -362,6 +377,7 @@ func (g *Gate) serveInvitePage(rq *Request) error {
 		page.Code, page.LoginURL = inv.Code, inv.LoginURL
 	case !*inv.Sent:
 		g.d.Logger.Warn("sending invite", zap.Int64("invite", inv.ID), zap.String("error", inv.SendError))
+		page.Email, page.Name, page.Phone = form.Get("email"), form.Get("name"), form.Get("phone")
 		page.Message = "Invite created for " + inv.Email + " but the mail was not sent (" + inv.SendError + "). Give them this code, or resend it later."
 		page.Failed, page.Code, page.LoginURL = true, inv.Code, inv.LoginURL
 	default:
@@ -371,6 +387,7 @@ func (g *Gate) serveInvitePage(rq *Request) error {
 }
 
 type sessionsPage struct {
+	Chrome
 	Title, Action, Email, Message string
 	Failed                        bool
 	Sessions                      []sessionRow
@@ -418,7 +435,7 @@ func (g *Gate) serveSessionsPage(rq *Request) error {
 		g.d.Logger.Error("listing sessions", zap.Error(err))
 		return g.refuse(rq, storeError().Refused)
 	}
-	page := sessionsPage{Title: "Your sessions", Action: g.mine, Email: u.Email}
+	page := sessionsPage{Chrome: g.chrome(r), Title: "Your sessions", Action: g.mine, Email: u.Email}
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 	case http.MethodPost:

@@ -47,20 +47,21 @@ type refusalBody struct {
 }
 
 type refusalPage struct {
-	Title    string
-	Message  string
-	Status   int
+	Chrome
+	Title   string
+	Message string
+	// Ask says whom to ask, when the route has no login page to offer.
+	Ask      string
 	LoginURL string
+	// Reason is the code support can look up in the audit.
+	Reason string
+	Status int
 }
 
-var statusMessages = map[int]string{
-	http.StatusUnauthorized:       "You need to sign in to see this page.",
-	http.StatusForbidden:          "This credential does not allow this request.",
-	http.StatusGone:               "This credential can no longer be used.",
-	http.StatusTooManyRequests:    "Too many attempts. Please wait a moment and try again.",
-	http.StatusConflict:           "This credential is being used by another request right now.",
-	http.StatusServiceUnavailable: "The sign-in service is unavailable right now. Please try again in a moment.",
-	http.StatusBadRequest:         "The request could not be read.",
+// refusalKey names one rendered refusal page of a route.
+type refusalKey struct {
+	kind, reason string
+	status       int
 }
 
 // refuse is the one place a refusal becomes a status, a page or JSON (or an
@@ -99,11 +100,12 @@ func (g *Gate) refuse(rq *Request, rf *Refusal) error {
 	case rq.page != nil && !wantsJSON(r):
 		return rq.page(w, rf)
 	}
-	return g.writeRefusal(w, r, rf.Status, shown)
+	return g.writeRefusal(w, r, rq.Ev.Kind, rf.Status, shown)
 }
 
-// writeRefusal writes a refusal as JSON or as a page.
-func (g *Gate) writeRefusal(w http.ResponseWriter, r *http.Request, status int, reason string) error {
+// writeRefusal writes a refusal of a credential of kind as JSON or as a
+// page in plain words.
+func (g *Gate) writeRefusal(w http.ResponseWriter, r *http.Request, kind string, status int, reason string) error {
 	h := w.Header()
 	if wantsJSON(r) {
 		body, _ := json.Marshal(refusalBody{Error: strings.ToLower(strings.ReplaceAll(http.StatusText(status), " ", "_")), Reason: reason, Login: g.cfg.LoginURL})
@@ -113,21 +115,30 @@ func (g *Gate) writeRefusal(w http.ResponseWriter, r *http.Request, status int, 
 		_, err := w.Write(body)
 		return err
 	}
-	// A refusal page depends only on its status and the route: rendered
-	// once, it costs what a static page costs.
-	if body, ok := g.refusalPages.Load(status); ok {
+	// A refusal page depends only on the route, the kind, the reason and
+	// the status, all from fixed sets: rendered once, it costs what a
+	// static page costs.
+	key := refusalKey{kind, reason, status}
+	if body, ok := g.refusalPages.Load(key); ok {
 		return web.Write(w, status, body.([]byte))
 	}
-	body, err := g.d.Pages.Bytes(web.PageRefused, refusalPage{
-		Title:    http.StatusText(status),
-		Message:  statusMessages[status],
-		Status:   status,
-		LoginURL: g.cfg.LoginURL,
-	})
+	words := wording(kind, reason, status)
+	page := refusalPage{
+		Chrome: Chrome{SiteName: g.defaultTitle},
+		Title:  words.Title, Message: words.Message, Reason: reason, Status: status,
+	}
+	// The way in the route has; else whom to ask. A sign-in does not
+	// bring back a used link, so those say whom to ask as well.
+	if g.cfg.LoginURL != "" && (status == http.StatusUnauthorized || words.Ask == "access" || kind == KindSession) {
+		page.LoginURL = g.cfg.LoginURL
+	} else {
+		page.Ask = askWhom(words.Ask, g.cfg.Contact)
+	}
+	body, err := g.d.Pages.Bytes(web.PageRefused, page)
 	if err != nil {
 		return err
 	}
-	g.refusalPages.Store(status, body)
+	g.refusalPages.Store(key, body)
 	return web.Write(w, status, body)
 }
 
