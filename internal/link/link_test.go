@@ -720,7 +720,7 @@ func FuzzVerify(f *testing.F) {
 	// Signed by the ring's keys, but not a link's claims.
 	malformed := map[string]bool{
 		forge(f, map[string]any{"alg": "HS256", "kid": "default"}, `{"sub":"42","exp":"soon"}`, hs(hsKey.Secret)): true,
-		forge(f, map[string]any{"alg": "EdDSA", "kid": "ed1"}, `{"sub":42}`, ed(edPriv)):                           true,
+		forge(f, map[string]any{"alg": "EdDSA", "kid": "ed1"}, `{"sub":42}`, ed(edPriv)):                          true,
 	}
 	for tok := range malformed {
 		f.Add(tok)
