@@ -375,3 +375,33 @@ func waitLinkStatus(t *testing.T, g *gateway, rawURL string, status int) {
 		}
 	}
 }
+
+// TestLinksKeysAfterRotation: after the gateway secret is rotated, links
+// keys shows the kid "default" under the new secret (signs) and the old one
+// (previous); apps' links signed with either are accepted.
+func TestLinksKeysAfterRotation(t *testing.T) {
+	o := gwOpts{handler: "link {\n confirm off\n}"}
+	g := startGateway(t, o)
+	u := g.user("rot@example.com")
+	oldKey := g.hs256Key(o, "default")
+
+	t.Setenv("LATCHKEY_TEST_OLD_SECRET", testSecret)
+	rotated := gwOpts{generatedSecret: true, handler: o.handler,
+		global: "secret the-rotated-new-secret-0123456789abcdef\n\t\tprevious_secrets {env.LATCHKEY_TEST_OLD_SECRET}"}
+	g.load(rotated)
+	recs := g.linkKeys(rotated)
+	if len(recs) != 2 || recs[0].KID != "default" || recs[0].Use != "signs" || recs[1].KID != "default" || recs[1].Use != "previous" ||
+		recs[1].Secret != b64url(oldKey) || recs[0].Secret == recs[1].Secret {
+		t.Fatalf("links keys after the rotation: %+v", recs)
+	}
+	newKey := g.hs256Key(rotated, "default")
+	for name, key := range map[string][]byte{"new": newKey, "previous": oldKey} {
+		link := g.appLink(key, "/news", "rot@example.com", map[string]any{"max": 0, "k": name})
+		if r := g.send(http.MethodGet, link, "", nil); r.StatusCode != 200 || g.upstream.last(t).Get("X-User-ID") != fmt.Sprint(u.ID) {
+			t.Errorf("link signed with the %s key: %d", name, r.StatusCode)
+		}
+	}
+	if r := g.send(http.MethodGet, g.appLink(bytes.Repeat([]byte{7}, 32), "/news", "rot@example.com", map[string]any{"max": 0}), "", nil); r.StatusCode != http.StatusUnauthorized {
+		t.Errorf("link signed with neither: %d, want 401", r.StatusCode)
+	}
+}
