@@ -160,6 +160,7 @@ func badInput(format string, args ...any) error {
 // adminRoutes are the operations, in the order the package comment lists.
 var adminRoutes = []adminRoute{
 	{method: http.MethodPost, pattern: []string{"cli"}, raw: serveCLI},
+	{method: http.MethodGet, pattern: []string{"store"}, raw: serveStore},
 	get("users", func(o *ops.Ops, r *http.Request, _ []string) (int, any, error) {
 		us, err := o.Users(r.Context())
 		return list(us, ops.ToUserJSON, err)

@@ -341,6 +341,7 @@ func loadCLIEnv(configFile, adapter string) (cliEnv, error) {
 	if env.sites, err = latchkeySites(cfgJSON); err != nil {
 		return cliEnv{}, err
 	}
+	env.storeOfGateway(cfgJSON)
 	return env, nil
 }
 

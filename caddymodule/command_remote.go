@@ -238,9 +238,28 @@ func forwardedArgs(c *cobra.Command, args []string) ([]string, io.ReadCloser, er
 	return append(out, args...), body, nil
 }
 
-// adminRequest posts a command to the admin endpoint at addr, as Caddy's
-// own commands reach it (TCP or a unix socket, with an Origin it accepts).
+// adminRequest posts a command to the admin endpoint at addr.
 func adminRequest(ctx context.Context, addr string, args []string, storage string, body io.Reader) (*http.Response, error) {
+	if body == nil {
+		body = http.NoBody
+	}
+	a, _ := json.Marshal(args)
+	return adminDo(ctx, addr, http.MethodPost, "/latchkey/cli", body, http.Header{
+		hdrCLIArgs:     {base64.RawURLEncoding.EncodeToString(a)},
+		hdrCLIStorage:  {storage},
+		"Content-Type": {"application/octet-stream"},
+	})
+}
+
+// adminGet asks the admin endpoint at addr about the store of the config
+// whose storage setting has the digest storage.
+func adminGet(ctx context.Context, addr, path, storage string) (*http.Response, error) {
+	return adminDo(ctx, addr, http.MethodGet, path, http.NoBody, http.Header{hdrCLIStorage: {storage}})
+}
+
+// adminDo reaches the admin endpoint at addr as Caddy's own commands do
+// (TCP or a unix socket, with an Origin it accepts).
+func adminDo(ctx context.Context, addr, method, path string, body io.Reader, hdr http.Header) (*http.Response, error) {
 	na, err := caddy.ParseNetworkAddress(addr)
 	if err != nil || na.PortRangeSize() > 1 {
 		return nil, fmt.Errorf("invalid admin address %s: %v", addr, err)
@@ -249,20 +268,16 @@ func adminRequest(ctx context.Context, addr string, args []string, storage strin
 	if na.IsUnixNetwork() || na.IsFdNetwork() {
 		origin = "http://127.0.0.1"
 	}
-	if body == nil {
-		body = http.NoBody
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, origin+"/latchkey/cli", body)
+	req, err := http.NewRequestWithContext(ctx, method, origin+path, body)
 	if err != nil {
 		return nil, err
 	}
 	if !na.IsUnixNetwork() && !na.IsFdNetwork() {
 		req.Header.Set("Origin", origin)
 	}
-	a, _ := json.Marshal(args)
-	req.Header.Set(hdrCLIArgs, base64.RawURLEncoding.EncodeToString(a))
-	req.Header.Set(hdrCLIStorage, storage)
-	req.Header.Set("Content-Type", "application/octet-stream")
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
 	client := http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			d := net.Dialer{Timeout: 5 * time.Second}
@@ -355,4 +370,57 @@ func (l *limitedBuffer) Write(p []byte) (int, error) {
 		l.buf.Write(p[:min(room, len(p))])
 	}
 	return len(p), nil
+}
+
+// serveStore says where the running gateway's store is: for SQLite the
+// file, resolved as the gateway resolved it (its working directory, its
+// user's data directory); never a PostgreSQL DSN, which holds a password.
+func serveStore(w http.ResponseWriter, r *http.Request, app *App) error {
+	if got := r.Header.Get(hdrCLIStorage); got != storageDigest(app.Storage) {
+		return caddy.APIError{HTTPStatus: http.StatusConflict, Err: errors.New("this gateway's latchkey storage setting differs from the command's config")}
+	}
+	driver, target, err := app.storageTarget(caddy.NewReplacer())
+	if err != nil {
+		return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: err}
+	}
+	out := map[string]string{"driver": driver, "path": ""}
+	if driver == "sqlite" {
+		out["path"] = target
+	}
+	return reply(w, http.StatusOK, out)
+}
+
+// storeOfGateway makes a command that runs here open the SQLite file the
+// running gateway of the same config uses, when its admin endpoint answers:
+// a relative path, or the default under Caddy's data directory, then
+// resolves as the gateway resolved it, not as this shell would.
+func (env *cliEnv) storeOfGateway(cfgJSON []byte) {
+	var cfg struct {
+		Admin struct {
+			Disabled bool   `json:"disabled"`
+			Listen   string `json:"listen"`
+		} `json:"admin"`
+	}
+	if json.Unmarshal(cfgJSON, &cfg) != nil || cfg.Admin.Disabled {
+		return
+	}
+	if env.app.Storage != nil && env.app.Storage.Driver != "" && env.app.Storage.Driver != "sqlite" {
+		return
+	}
+	addr := cfg.Admin.Listen
+	if addr == "" {
+		addr = caddy.DefaultAdminListen
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := adminGet(ctx, addr, "/latchkey/store", storageDigest(env.app.Storage))
+	if err != nil {
+		return
+	}
+	defer resp.Body.Close()
+	var st struct{ Driver, Path string }
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&st) != nil || st.Driver != "sqlite" || !filepath.IsAbs(st.Path) {
+		return
+	}
+	env.app.Storage = &StorageConfig{Driver: "sqlite", Path: st.Path}
 }
