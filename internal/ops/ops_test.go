@@ -262,3 +262,37 @@ func TestMergeSitesAndLinkParam(t *testing.T) {
 		t.Error("two origins merged")
 	}
 }
+
+// TestCreateRefusesWhatNoRouteTakes: a link for a host no site serves (or
+// not the named site's), and a ticket for a place and purpose no route
+// takes, are refused when made, not when someone tries to use them.
+func TestCreateRefusesWhatNoRouteTakes(t *testing.T) {
+	a := ops.SiteConf{Site: mustSite(t, "", []string{"a.example.com"}, "https://a.example.com"), Links: true,
+		TicketPairs: []ops.TicketPair{{Place: "louvre", Purpose: "visit"}}}
+	b := ops.SiteConf{Site: mustSite(t, "", []string{"b.example.com"}, "https://b.example.com"), Links: true}
+	o := newOps(t, a, b)
+	ctx := context.Background()
+	if _, err := o.AddUser(ctx, ops.NewUser{Email: "bo@example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	for name, in := range map[string]ops.NewLink{
+		"host no site serves":         {User: "bo@example.com", URL: "https://evil.example/x"},
+		"host of another site":        {User: "bo@example.com", URL: "https://b.example.com/x", Site: "a.example.com"},
+		"site name, unserved host":    {User: "bo@example.com", URL: "https://evil.example/x", Site: "a.example.com"},
+		"site that is not the config": {User: "bo@example.com", URL: "https://a.example.com/x", Site: "c.example.com"},
+	} {
+		var ie ops.InputError
+		if _, err := o.MintLink(ctx, in, "test"); !errors.As(err, &ie) {
+			t.Errorf("%s: %v, want refused", name, err)
+		}
+	}
+	if _, err := o.MintLink(ctx, ops.NewLink{User: "bo@example.com", URL: "https://b.example.com/x", Site: "b.example.com"}, "test"); err != nil {
+		t.Errorf("a link for its site's host: %v", err)
+	}
+	if _, err := o.CreateTickets(ctx, ops.NewTickets{Place: "orsay", Purpose: "visit"}); err == nil || !strings.Contains(err.Error(), "louvre visit") {
+		t.Errorf("a ticket no route takes: %v, want refused naming what the routes take", err)
+	}
+	if _, err := o.CreateTickets(ctx, ops.NewTickets{Place: "louvre", Purpose: "visit"}); err != nil {
+		t.Errorf("a ticket a route takes: %v", err)
+	}
+}
