@@ -28,13 +28,16 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "latchkey",
-		Usage: "<users|sessions|audit> <verb> [--config <path>] [--adapter <name>] [--json]",
-		Short: "Manages latchkey's users, sessions and audit trail",
+		Usage: "<users|roles|sessions|invites|links|tickets|audit|mail|backup|secret|store|janitor> <verb> [--config <path>] [--adapter <name>] [--json]",
+		Short: "Manages latchkey's users, credentials, audit trail and store",
 		Long: `
-Works directly on the store named in the config (the latchkey global option's
-storage, or the default under Caddy's data directory), so Caddy need not be
-running. With no --config, a Caddyfile in the current directory is used if
-there is one.`,
+Works on the store of the config (--config; with none, a Caddyfile in the
+current directory). When that config's admin endpoint answers and runs
+latchkey on the same storage setting, the command is sent there, as caddy
+reload sends a config, and runs in the gateway on its store. Otherwise it
+opens the store itself (Caddy need not be running), but never creates one:
+a store file that does not exist is an error naming it. Either way it says
+on stderr which store it used.`,
 		CobraFunc: buildCommand,
 	})
 }
