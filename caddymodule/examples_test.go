@@ -141,6 +141,37 @@ func TestExamplesMintLinks(t *testing.T) {
 	}
 }
 
+// TestExamplesUnsubscribeHeaders: the standard-library example prints the
+// mail headers with its link, and a mail client's one-click POST to the
+// List-Unsubscribe URL reaches the upstream as the user, with RFC 8058's
+// body, once.
+func TestExamplesUnsubscribeHeaders(t *testing.T) {
+	python, _ := needTools(t)
+	o := gwOpts{handler: "link"}
+	g := startGateway(t, o)
+	u := g.user("leonard@example.com")
+	key := ""
+	for _, r := range g.linkKeys(o) {
+		if r.KID == "default" && r.Alg == "HS256" {
+			key = r.Secret
+		}
+	}
+	out := runExample(t, nil, python, filepath.Join(examplesDir(t), "python", "mint_link_stdlib.py"), key, "default", g.url+"/unsubscribe?list=news", "leonard@example.com", "--headers")
+	lines := strings.Split(out, "\n")
+	if len(lines) != 3 || lines[1] != "List-Unsubscribe: <"+lines[0]+">" || lines[2] != "List-Unsubscribe-Post: List-Unsubscribe=One-Click" {
+		t.Fatalf("printed:\n%s", out)
+	}
+	unsub := strings.TrimSuffix(strings.TrimPrefix(lines[1], "List-Unsubscribe: <"), ">")
+	before := g.upstream.count()
+	r := g.send(http.MethodPost, unsub, "List-Unsubscribe=One-Click", map[string]string{"Content-Type": "application/x-www-form-urlencoded"})
+	if r.StatusCode != 200 || g.upstream.count() != before+1 || g.upstream.last(t).Get("X-User-ID") != fmt.Sprint(u.ID) {
+		t.Fatalf("one-click POST: %d, upstream saw %d requests", r.StatusCode, g.upstream.count()-before)
+	}
+	if r := g.send(http.MethodPost, unsub, "List-Unsubscribe=One-Click", map[string]string{"Content-Type": "application/x-www-form-urlencoded"}); r.StatusCode != http.StatusGone {
+		t.Errorf("second one-click POST: %d, want 410", r.StatusCode)
+	}
+}
+
 // TestExamplesDecodeTicketData: the decoding snippets read X-Ticket-Data
 // as the upstream gets it, accents and all.
 func TestExamplesDecodeTicketData(t *testing.T) {

@@ -3,11 +3,14 @@
 
     python3 mint_link_stdlib.py KEY KID URL USER [--ttl 604800] [--max 1]
                                 [--mode request|login] [--data '{"list":"news"}']
+                                [--headers]
 
 KEY is an HS256 key as `caddy latchkey links keys` prints it (base64url),
 KID its kid ("default" unless link_keys names others), URL the absolute
 http(s) URL the link opens, USER the user's e-mail address or id. It prints
-the URL with ?token=<JWT> added. The token format is docs/links.md.
+the URL with ?token=<JWT> added; with --headers, then the two mail headers
+an unsubscribe link goes out with (RFC 2369 and RFC 8058), ready to add to
+a message. The token format is docs/links.md.
 """
 
 import argparse
@@ -67,6 +70,15 @@ def mint_link(key: bytes, kid: str, url: str, user: str, ttl: int = 7 * 86400,
     return link + ("#" + fragment if fragment else "")
 
 
+def unsubscribe_headers(link: str) -> dict:
+    """The headers that make a mail client show an unsubscribe button which
+    POSTs List-Unsubscribe=One-Click to the link (a request-mode link)."""
+    return {
+        "List-Unsubscribe": "<" + link + ">",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description="Mint a latchkey signed link (HS256).")
     p.add_argument("key", help="HS256 key, base64url, from `caddy latchkey links keys`")
@@ -77,8 +89,13 @@ def main() -> None:
     p.add_argument("--max", type=int, default=1, help="uses; 0 = unlimited (default 1)")
     p.add_argument("--mode", default="request", choices=["request", "login"])
     p.add_argument("--data", type=json.loads, help="JSON object forwarded upstream")
+    p.add_argument("--headers", action="store_true", help="also print the List-Unsubscribe mail headers")
     a = p.parse_args()
-    print(mint_link(b64url_decode(a.key), a.kid, a.url, a.user, a.ttl, a.max, a.mode, a.data))
+    link = mint_link(b64url_decode(a.key), a.kid, a.url, a.user, a.ttl, a.max, a.mode, a.data)
+    print(link)
+    if a.headers:
+        for name, value in unsubscribe_headers(link).items():
+            print(name + ": " + value)
 
 
 if __name__ == "__main__":
