@@ -29,7 +29,7 @@ in a 0600 file beside the SQLite store (latchkey.secret beside latchkey.db).
 Rotating it starts a new secret for everything made from then on; what was
 made under the old one keeps working until it expires or the old secret is
 retired. Running gateways take up a rotation or a retirement when Caddy
-reloads its config (caddy reload).
+reloads its config (caddy reload --force: the config text has not changed).
 
 A secret set in the config (secret or secret_file) is rotated in the config:
 put the new one there, move the old one to previous_secrets, reload; remove
@@ -50,7 +50,7 @@ it from previous_secrets later, and reload again.`,
 Generates a new secret into the secret file and keeps the old one in the
 previous-secrets file beside it (latchkey.previous-secrets), so that
 sessions, invite codes, tickets and links made under it are still accepted.
-Reload Caddy (caddy reload) for running gateways to use the new secret.
+Reload Caddy (caddy reload --force) for running gateways to use the new secret.
 Retire the old one (caddy latchkey secret retire) once the longest-lived of
 them has expired: sessions (30d by default), invite codes, links. At most
 ` + fmt.Sprint(keys.MaxPreviousSecrets) + ` previous secrets are kept.`,
@@ -62,7 +62,7 @@ them has expired: sessions (30d by default), invite codes, links. At most
 		Use:   "retire [--json]",
 		Short: "Drops every previous secret: nothing made under them is accepted after a reload",
 		Long: `
-Deletes the previous-secrets file. Once Caddy reloads (caddy reload), every
+Deletes the previous-secrets file. Once Caddy reloads (caddy reload --force), every
 session, invite code, ticket and link made under a previous secret is
 refused as an unknown one.`,
 		Args:        cobra.NoArgs,
@@ -267,5 +267,5 @@ func runSecretRetire(c *cobra.Command, _ []string) error {
 }
 
 func reloadHint(w io.Writer, what string) {
-	fmt.Fprintf(w, "Reload Caddy (caddy reload) for running gateways to %s.\n", what)
+	fmt.Fprintf(w, "Reload Caddy (caddy reload --force) for running gateways to %s.\n", what)
 }

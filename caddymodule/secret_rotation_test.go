@@ -136,7 +136,7 @@ func TestSecretRotateAndRetire(t *testing.T) {
 	gatewaySession := sessionCookie(t, resp)
 
 	out := g.cli(o, "secret", "rotate")
-	if !strings.Contains(out, "reload Caddy (caddy reload) for running gateways to use it") && !strings.Contains(out, "Reload Caddy (caddy reload) for running gateways to use it") {
+	if !strings.Contains(out, "Reload Caddy (caddy reload --force) for running gateways to use it") {
 		t.Errorf("rotate output does not say to reload:\n%s", out)
 	}
 	secretPath := keys.SecretPath(g.db)
