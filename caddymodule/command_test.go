@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -37,7 +38,7 @@ func writeCaddyfile(t *testing.T) (path, db string) {
 	dir := t.TempDir()
 	db = filepath.Join(dir, "data", "latchkey.db")
 	path = filepath.Join(dir, "Caddyfile")
-	cfg := fmt.Sprintf("{\n\tlatchkey {\n\t\tstorage sqlite %s\n\t}\n}\n:8080 {\n\tlatchkey\n\trespond ok\n}\n", db)
+	cfg := fmt.Sprintf("{\n\tadmin 127.0.0.1:%d\n\tlatchkey {\n\t\tstorage sqlite %s\n\t}\n}\n:8080 {\n\tlatchkey\n\trespond ok\n}\n", unusedPort(t), db)
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +58,10 @@ func writeCaddyfile(t *testing.T) (path, db string) {
 func TestCLINeverCreatesAStore(t *testing.T) {
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "Caddyfile")
-	if err := os.WriteFile(cfgPath, []byte("{\n\tlatchkey {\n\t\tstorage sqlite ./data/latchkey.db\n\t}\n}\n:8080 {\n\tlatchkey\n\trespond ok\n}\n"), 0o600); err != nil {
+	// No gateway answers on the config's admin endpoint (a port nothing
+	// listens on): the command opens the store itself.
+	cfg := fmt.Sprintf("{\n\tadmin 127.0.0.1:%d\n\tlatchkey {\n\t\tstorage sqlite ./data/latchkey.db\n\t}\n}\n:8080 {\n\tlatchkey\n\trespond ok\n}\n", unusedPort(t))
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	elsewhere := t.TempDir()
@@ -272,4 +276,16 @@ func TestInvitesCreatePromptsAtTerminal(t *testing.T) {
 	if code == "" || strings.Contains(string(invs[0].CodeHash), code) {
 		t.Errorf("code %q missing from output or stored in plain text", code)
 	}
+}
+
+// unusedPort is a loopback port nothing listens on: a config's admin
+// endpoint there answers nobody, so commands open the store themselves.
+func unusedPort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }
