@@ -6,12 +6,12 @@ import (
 	"io"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/spf13/cobra"
 
 	"github.com/latchkeyhq/latchkey/internal/keys"
+	"github.com/latchkeyhq/latchkey/internal/ops"
 )
 
 func init() { moreCommands = append(moreCommands, secretCommand) }
@@ -129,10 +129,10 @@ func (sf secretFiles) configuredHelp(verb string) error {
 
 // secretJSON is one secret as show prints it: never the secret.
 type secretJSON struct {
-	Use         string     `json:"use"` // "current" or "previous"
-	Fingerprint string     `json:"fingerprint"`
-	Where       string     `json:"where"`              // a file, or where in the config
-	Modified    *time.Time `json:"modified,omitempty"` // the file's modification time
+	Use         string   `json:"use"` // "current" or "previous"
+	Fingerprint string   `json:"fingerprint"`
+	Where       string   `json:"where"`    // a file, or where in the config
+	Modified    ops.Time `json:"modified"` // the file's modification time, or null
 }
 
 func runSecretShow(c *cobra.Command, _ []string) error {
@@ -141,13 +141,7 @@ func runSecretShow(c *cobra.Command, _ []string) error {
 		return err
 	}
 	var rows []secretJSON
-	modified := func(path string) *time.Time {
-		if t := keys.FileTime(path); !t.IsZero() {
-			t = t.UTC()
-			return &t
-		}
-		return nil
-	}
+	modified := func(path string) ops.Time { return ops.At(keys.FileTime(path)) }
 	if sf.configured != "" {
 		cur, err := sf.app.loadSecret(context.Background(), caddy.NewReplacer(), nil)
 		if err != nil {
@@ -184,8 +178,8 @@ func runSecretShow(c *cobra.Command, _ []string) error {
 	fmt.Fprintln(tw, "USE\tFINGERPRINT\tMODIFIED\tWHERE")
 	for _, r := range rows {
 		mod := "-"
-		if r.Modified != nil {
-			mod = timeOrDash(*r.Modified)
+		if !r.Modified.IsZero() {
+			mod = timeOrDash(r.Modified.Time)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Use, r.Fingerprint, mod, cell(r.Where))
 	}

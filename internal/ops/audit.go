@@ -138,7 +138,7 @@ var auditCSVHeader = []string{"id", "time", "kind", "credential_id", "user_id", 
 	"method", "host", "path", "status", "client_ip", "user_agent", "browser", "browser_version", "os", "device", "bot", "latency_us"}
 
 func auditCSVRow(e *AuditJSON) []string {
-	return []string{strconv.FormatInt(e.ID, 10), e.Time.UTC().Format(time.RFC3339Nano), e.Kind, csvText(e.CredentialID), strconv.FormatInt(e.UserID, 10),
+	return []string{strconv.FormatInt(e.ID, 10), e.Time.UTC().Format(TimeFormat), e.Kind, csvText(e.CredentialID), strconv.FormatInt(e.UserID, 10),
 		e.SessionID, e.Outcome, e.Reason, strconv.FormatInt(e.Count, 10), e.Method, csvText(e.Host), csvText(e.Path), strconv.Itoa(e.Status),
 		e.ClientIP, csvText(e.UserAgent), e.Browser, e.Version, e.OS, e.Device, strconv.FormatBool(e.Bot), strconv.FormatInt(e.LatencyUS, 10)}
 }
