@@ -336,6 +336,9 @@ func serveCLI(w http.ResponseWriter, r *http.Request, app *App) error {
 	if err != nil {
 		return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: err}
 	}
+	// The admin server gives a request 10 s to be read; a command reads
+	// its input as it works (an import of a million users takes minutes).
+	_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
 	var stderr bytes.Buffer
 	// Buffered, and sent as the buffer fills: a long export streams
 	// instead of piling up in the gateway's memory.
