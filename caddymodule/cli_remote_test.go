@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -149,6 +150,23 @@ http://127.0.0.1:%d {
 	if err != nil {
 		t.Fatalf("users import - through the gateway: %v\n%s%s", err, out, errOut)
 	}
+	// A slow pipe: the gateway reads the input as the command works, past
+	// the admin server's 10 s request read timeout.
+	pr, pw := io.Pipe()
+	go func() {
+		io.WriteString(pw, "email\n")
+		time.Sleep(11 * time.Second)
+		io.WriteString(pw, "slow@example.com\n")
+		pw.Close()
+	}()
+	slow := exec.Command(os.Args[0], "latchkey", "users", "import", "-", "--format", "csv", "--site", "127.0.0.1", "--config", cfg, "--adapter", "caddyfile")
+	slow.Dir = elsewhere
+	slow.Env = append(os.Environ(), envCaddyChild+"=1")
+	slow.Stdin = pr
+	if b, err := slow.CombinedOutput(); err != nil {
+		t.Fatalf("users import from a slow pipe: %v\n%s", err, b)
+	}
+
 	// An error comes back as the command's error, once.
 	_, errOut, err = cliProc(t, elsewhere, "", "users", "show", "nobody@example.com", "--config", cfg, "--adapter", "caddyfile")
 	if err == nil || strings.Count(errOut, "nobody@example.com") != 1 {
@@ -161,8 +179,8 @@ http://127.0.0.1:%d {
 	}
 	defer st.Close()
 	users, err := st.Users(t.Context())
-	if err != nil || len(users) != 4 {
-		t.Errorf("gateway store has %d users (%v), want ada (by the code), bob, cy and dee", len(users), err)
+	if err != nil || len(users) != 5 {
+		t.Errorf("gateway store has %d users (%v), want ada (by the code), bob, cy, dee and slow", len(users), err)
 	}
 
 	// The admin API answers a wrong method with 405 and what is allowed.
@@ -190,7 +208,7 @@ http://127.0.0.1:%d {
 	}
 	// From the gateway's directory it is the gateway's store again.
 	out, errOut, err = cliProc(t, gwDir, "", "users", "list", "--json", "--config", "Caddyfile", "--adapter", "caddyfile")
-	if err != nil || strings.Count(out, `"email"`) != 4 || !strings.Contains(errOut, "latchkey: store sqlite "+gwDB+"\n") {
+	if err != nil || strings.Count(out, `"email"`) != 5 || !strings.Contains(errOut, "latchkey: store sqlite "+gwDB+"\n") {
 		t.Errorf("users list from the gateway's directory, gateway stopped: %v\n%s%s", err, out, errOut)
 	}
 	var _ store.Store = st
