@@ -127,11 +127,14 @@ func (g *Gate) writeRefusal(w http.ResponseWriter, r *http.Request, kind string,
 		Chrome: Chrome{SiteName: g.defaultTitle},
 		Title:  words.Title, Message: words.Message, Reason: reason, Status: status,
 	}
-	// The way in the route has; else whom to ask. A sign-in does not
-	// bring back a used link, so those say whom to ask as well.
-	if g.cfg.LoginURL != "" && (status == http.StatusUnauthorized || words.Ask == "access" || kind == KindSession) {
+	// The way in the route has (its sign-in page, which can also mail a
+	// new sign-in link), and whom to ask for what signing in does not give
+	// back: a new link, ticket or code, or access. A refusal that waiting
+	// or retrying mends (throttled, unavailable, in use) offers neither.
+	if g.cfg.LoginURL != "" && (status == http.StatusUnauthorized || words.Ask != "") {
 		page.LoginURL = g.cfg.LoginURL
-	} else {
+	}
+	if status != http.StatusUnauthorized || page.LoginURL == "" {
 		page.Ask = askWhom(words.Ask, g.cfg.Contact)
 	}
 	body, err := g.d.Pages.Bytes(web.PageRefused, page)

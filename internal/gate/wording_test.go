@@ -43,12 +43,14 @@ func TestRefusalPagesSpeakPlainly(t *testing.T) {
 		{bare, KindInvite, "window_expired", 410, []string{"This invite code has expired", "for a new invite code"}},
 		{bare, KindSession, "missing_role", 403, []string{"You do not have access to this page", "ask the person who runs this site"}},
 		{bare, "", "throttled", 429, []string{"Too many attempts"}},
+		{withLogin, "", "throttled", 429, []string{"Too many attempts"}},
 		{bare, "", "store_error", 503, []string{"Signing in is unavailable right now"}},
 		{withLogin, KindSession, "missing", 401, []string{"Please sign in", `href="/.latchkey/login"`}},
 		{withLogin, KindSession, "expired", 401, []string{"Your session has ended", `href="/.latchkey/login"`}},
 		{withLogin, KindSession, "missing_role", 403, []string{`href="/.latchkey/login"`}},
-		// A used link is not brought back by signing in: whom to ask.
-		{withLogin, KindLink, "used_up", 410, []string{"Ask whoever sent it to you"}},
+		// A used link is not brought back by signing in: the sign-in page
+		// (which mails a new sign-in link) and whom to ask.
+		{withLogin, KindLink, "used_up", 410, []string{"Ask whoever sent it to you", `href="/.latchkey/login"`}},
 		{named, KindLink, "used_up", 410, []string{"Example &lt;members&gt;", "Ask the front desk (help@example.com) for a new link."}},
 		{named, KindSession, "missing_role", 403, []string{"If you should have access, ask the front desk (help@example.com)."}},
 	} {
@@ -74,6 +76,28 @@ func TestRefusalPagesSpeakPlainly(t *testing.T) {
 		}
 		if !strings.Contains(body, "Reference for support: "+c.reason) {
 			t.Errorf("%s: page lacks the reason as a reference", name)
+		}
+	}
+}
+
+// TestRefusalMendedByWaitingOffersNoWayIn: throttled, unavailable and in
+// use are mended by trying again, not by signing in or asking anyone.
+func TestRefusalMendedByWaitingOffersNoWayIn(t *testing.T) {
+	pages, err := web.New("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := New(Config{LoginURL: "/.latchkey/login"}, Deps{Pages: pages})
+	for _, c := range []struct {
+		kind, reason string
+		status       int
+	}{{"", "throttled", 429}, {"", "store_error", 503}, {KindTicket, "in_use", 409}} {
+		w := httptest.NewRecorder()
+		if err := g.writeRefusal(w, httptest.NewRequest(http.MethodGet, "/x", nil), c.kind, c.status, c.reason); err != nil {
+			t.Fatal(err)
+		}
+		if b := w.Body.String(); strings.Contains(b, "/.latchkey/login") || strings.Contains(b, `id="ask"`) {
+			t.Errorf("%s: the page offers a sign-in or whom to ask:\n%s", c.reason, b)
 		}
 	}
 }
