@@ -3,7 +3,6 @@ package gate
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,11 +13,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf16"
-	"unicode/utf8"
 
 	"go.uber.org/zap"
 
+	"github.com/latchkeyhq/latchkey/internal/headerjson"
 	"github.com/latchkeyhq/latchkey/internal/link"
 	"github.com/latchkeyhq/latchkey/internal/store"
 	"github.com/latchkeyhq/latchkey/internal/web"
@@ -315,7 +313,7 @@ func (g *Gate) requestMode(rq *Request, claims *link.Claims, fl *foundLink, oneC
 	r.Form, r.PostForm, r.MultipartForm = nil, nil, nil
 	out := Outcome{UserID: uid, Recorded: true, Consumed: consumedAlways, Vars: map[string]string{VarLinkJTI: claims.ID}}
 	if len(claims.Data) > 0 {
-		if js, err := asciiJSON(claims.Data); err == nil {
+		if js, err := headerjson.Marshal(claims.Data); err == nil {
 			out.Header = http.Header{LinkDataHeader: {js}}
 		}
 		for k, v := range claims.Data {
@@ -367,34 +365,4 @@ func cleanURL(path, rest string) string {
 		return path
 	}
 	return path + "?" + rest
-}
-
-// asciiJSON encodes v as JSON with every non-ASCII character escaped, so that
-// it survives any header handling on the way upstream.
-func asciiJSON(v any) (string, error) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return "", err
-	}
-	return escapeNonASCII(b), nil
-}
-
-// escapeNonASCII rewrites every non-ASCII character of JSON text as a \u
-// escape, which any JSON parser reads back as the same text.
-func escapeNonASCII(b []byte) string {
-	var out bytes.Buffer
-	for len(b) > 0 {
-		r, size := utf8.DecodeRune(b)
-		switch {
-		case r < utf8.RuneSelf:
-			out.WriteByte(b[0])
-		case r > 0xFFFF:
-			r1, r2 := utf16.EncodeRune(r)
-			fmt.Fprintf(&out, `\u%04x\u%04x`, r1, r2)
-		default:
-			fmt.Fprintf(&out, `\u%04x`, r)
-		}
-		b = b[size:]
-	}
-	return out.String()
 }

@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/latchkeyhq/latchkey/internal/headerjson"
 	"github.com/latchkeyhq/latchkey/internal/store"
 	"github.com/latchkeyhq/latchkey/internal/ticket"
 )
@@ -177,7 +178,7 @@ func (c *ticketCredential) Use(rq *Request) Outcome {
 			TicketIDHeader:      {t.UUID},
 			TicketPlaceHeader:   {t.Place},
 			TicketPurposeHeader: {t.Purpose},
-			TicketDataHeader:    {escapeNonASCII(data)},
+			TicketDataHeader:    {headerjson.Escape(data)},
 		},
 		Vars:     map[string]string{VarTicketID: t.UUID},
 		Recorded: true,

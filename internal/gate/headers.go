@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"net/textproto"
 	"strings"
+
+	"github.com/latchkeyhq/latchkey/internal/headerjson"
 )
 
 // ProtectedPrefixes are header name prefixes only the gateway sets: link
@@ -209,5 +211,5 @@ func headerText(s string) string {
 			b[i] = ' '
 		}
 	}
-	return escapeNonASCII(b)
+	return headerjson.Escape(b)
 }

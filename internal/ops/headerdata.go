@@ -1,9 +1,6 @@
 package ops
 
-import (
-	"encoding/json"
-	"unicode/utf8"
-)
+import "github.com/latchkeyhq/latchkey/internal/headerjson"
 
 // MaxHeaderData is the most bytes a ticket's or a link's data may take in
 // the header the upstream receives (X-Ticket-Data, X-Latchkey-Link-Data),
@@ -19,24 +16,11 @@ func checkHeaderData(what string, data map[string]any) error {
 	if data == nil {
 		return nil
 	}
-	b, err := json.Marshal(data)
+	v, err := headerjson.Marshal(data)
 	if err != nil {
 		return inputErr("%s: %v", what, err)
 	}
-	n := 0
-	for len(b) > 0 {
-		r, size := utf8.DecodeRune(b)
-		switch {
-		case r < utf8.RuneSelf:
-			n++
-		case r > 0xFFFF:
-			n += 12 // a surrogate pair: \uXXXX\uXXXX
-		default:
-			n += 6
-		}
-		b = b[size:]
-	}
-	if n > MaxHeaderData {
+	if n := len(v); n > MaxHeaderData {
 		return inputErr("%s: %d bytes once escaped for the upstream's header, more than the %d upstream servers are sure to take; keep an id there and look the rest up in the application", what, n, MaxHeaderData)
 	}
 	return nil
