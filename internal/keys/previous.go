@@ -242,14 +242,32 @@ func readPrivate(path, what string) ([]byte, error) {
 // leaves files the gateway's user can still read.
 func writeAtomic(path string, data []byte, owner string) error {
 	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, ".latchkey-secret-*.tmp") // mode 0600
+	tmpName, err := writeTemp(dir, data, owner)
+	defer os.Remove(tmpName)
 	if err != nil {
 		return err
 	}
-	tmpName := tmp.Name()
-	defer os.Remove(tmpName)
-	if fi, err := os.Stat(owner); err == nil {
-		chownLike(tmp, fi)
+	if err := os.Rename(tmpName, path); err != nil {
+		return err
+	}
+	syncDir(dir)
+	return nil
+}
+
+// writeTemp writes data to a new temporary file (0600) in dir, owned like
+// the file at owner when one is named and the process may give it, and
+// synced: ready to be linked or renamed into place. The caller removes
+// tmpName (set whenever the file was created) once done with it.
+func writeTemp(dir string, data []byte, owner string) (tmpName string, err error) {
+	tmp, err := os.CreateTemp(dir, ".latchkey-secret-*.tmp") // mode 0600
+	if err != nil {
+		return "", err
+	}
+	tmpName = tmp.Name()
+	if owner != "" {
+		if fi, err := os.Stat(owner); err == nil {
+			chownLike(tmp, fi)
+		}
 	}
 	_, err = tmp.Write(data)
 	if err == nil {
@@ -259,11 +277,7 @@ func writeAtomic(path string, data []byte, owner string) error {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("writing %s: %w", tmpName, err)
+		return tmpName, fmt.Errorf("writing %s: %w", tmpName, err)
 	}
-	if err := os.Rename(tmpName, path); err != nil {
-		return err
-	}
-	syncDir(dir)
-	return nil
+	return tmpName, nil
 }

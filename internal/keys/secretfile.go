@@ -80,21 +80,10 @@ func CreateSecretFile(path string, secret []byte) (got []byte, created bool, err
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, false, fmt.Errorf("latchkey secret file: %w", err)
 	}
-	tmp, err := os.CreateTemp(dir, ".latchkey-secret-*.tmp") // mode 0600
+	tmpName, err := writeTemp(dir, secret, "")
+	defer os.Remove(tmpName)
 	if err != nil {
 		return nil, false, fmt.Errorf("latchkey secret file: %w", err)
-	}
-	tmpName := tmp.Name()
-	defer os.Remove(tmpName)
-	_, err = tmp.Write(secret)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return nil, false, fmt.Errorf("latchkey secret file: writing %s: %w", tmpName, err)
 	}
 	err = os.Link(tmpName, path)
 	if err != nil && !errors.Is(err, fs.ErrExist) {
