@@ -119,11 +119,11 @@ func forward(c *cobra.Command, args []string) (sent bool, err error) {
 	if err != nil {
 		return false, nil // the command itself reports it
 	}
+	addr, ok := adminAddress(cfgJSON)
+	if !ok {
+		return false, nil
+	}
 	var cfg struct {
-		Admin struct {
-			Disabled bool   `json:"disabled"`
-			Listen   string `json:"listen"`
-		} `json:"admin"`
 		Apps struct {
 			Latchkey struct {
 				Storage *StorageConfig `json:"storage"`
@@ -134,13 +134,6 @@ func forward(c *cobra.Command, args []string) (sent bool, err error) {
 		if err := json.Unmarshal(cfgJSON, &cfg); err != nil {
 			return false, nil
 		}
-	}
-	if cfg.Admin.Disabled {
-		return false, nil
-	}
-	addr := cfg.Admin.Listen
-	if addr == "" {
-		addr = caddy.DefaultAdminListen
 	}
 	cmdArgs, body, err := forwardedArgs(c, args)
 	if err != nil {
@@ -312,12 +305,8 @@ func decodeTrailer(s string) string {
 // running app: its output streams back as it is written; what it wrote on
 // stderr and its error follow as trailers.
 func serveCLI(w http.ResponseWriter, r *http.Request, app *App) error {
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method %s not allowed; use POST", r.Method)}
-	}
-	if got := r.Header.Get(hdrCLIStorage); got != storageDigest(app.Storage) {
-		return caddy.APIError{HTTPStatus: http.StatusConflict, Err: errors.New("this gateway's latchkey storage setting differs from the command's config")}
+	if err := sameStorage(r, app); err != nil {
+		return err
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(r.Header.Get(hdrCLIArgs))
 	var args []string
@@ -379,8 +368,8 @@ func (l *limitedBuffer) Write(p []byte) (int, error) {
 // file, resolved as the gateway resolved it (its working directory, its
 // user's data directory); never a PostgreSQL DSN, which holds a password.
 func serveStore(w http.ResponseWriter, r *http.Request, app *App) error {
-	if got := r.Header.Get(hdrCLIStorage); got != storageDigest(app.Storage) {
-		return caddy.APIError{HTTPStatus: http.StatusConflict, Err: errors.New("this gateway's latchkey storage setting differs from the command's config")}
+	if err := sameStorage(r, app); err != nil {
+		return err
 	}
 	driver, target, err := app.storageTarget(caddy.NewReplacer())
 	if err != nil {
@@ -398,21 +387,9 @@ func serveStore(w http.ResponseWriter, r *http.Request, app *App) error {
 // a relative path, or the default under Caddy's data directory, then
 // resolves as the gateway resolved it, not as this shell would.
 func (env *cliEnv) storeOfGateway(cfgJSON []byte) {
-	var cfg struct {
-		Admin struct {
-			Disabled bool   `json:"disabled"`
-			Listen   string `json:"listen"`
-		} `json:"admin"`
-	}
-	if json.Unmarshal(cfgJSON, &cfg) != nil || cfg.Admin.Disabled {
+	addr, ok := adminAddress(cfgJSON)
+	if !ok || env.app.Storage != nil && env.app.Storage.Driver != "" && env.app.Storage.Driver != "sqlite" {
 		return
-	}
-	if env.app.Storage != nil && env.app.Storage.Driver != "" && env.app.Storage.Driver != "sqlite" {
-		return
-	}
-	addr := cfg.Admin.Listen
-	if addr == "" {
-		addr = caddy.DefaultAdminListen
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -426,4 +403,33 @@ func (env *cliEnv) storeOfGateway(cfgJSON []byte) {
 		return
 	}
 	env.app.Storage = &StorageConfig{Driver: "sqlite", Path: st.Path}
+}
+
+// adminAddress is where the config's admin endpoint listens (Caddy's
+// default when the config names none, or there is no config); ok is false
+// when the config turns it off or cannot be read.
+func adminAddress(cfgJSON []byte) (addr string, ok bool) {
+	var cfg struct {
+		Admin struct {
+			Disabled bool   `json:"disabled"`
+			Listen   string `json:"listen"`
+		} `json:"admin"`
+	}
+	if len(cfgJSON) > 0 && json.Unmarshal(cfgJSON, &cfg) != nil || cfg.Admin.Disabled {
+		return "", false
+	}
+	if cfg.Admin.Listen == "" {
+		return caddy.DefaultAdminListen, true
+	}
+	return cfg.Admin.Listen, true
+}
+
+// sameStorage refuses a command (or a question about the store) from a
+// config whose storage setting is not the running gateway's: it is about
+// another store.
+func sameStorage(r *http.Request, app *App) error {
+	if r.Header.Get(hdrCLIStorage) != storageDigest(app.Storage) {
+		return caddy.APIError{HTTPStatus: http.StatusConflict, Err: errors.New("this gateway's latchkey storage setting differs from the command's config")}
+	}
+	return nil
 }
