@@ -1,9 +1,10 @@
 package gate
 
 import (
-	"net"
 	"net/http"
 	"strings"
+
+	"github.com/latchkeyhq/latchkey/internal/site"
 )
 
 // Wording is what a refusal page says to a person: a title that names what
@@ -113,29 +114,16 @@ func askWhom(ask, contact string) string {
 // siteTitle is the name pages show for the site: the configured one, else
 // the site's host (from its origin or its name), else the request's host.
 func (g *Gate) siteTitle(r *http.Request) string {
-	if g.cfg.SiteName != "" {
-		return g.cfg.SiteName
-	}
 	if g.defaultTitle != "" || r == nil {
 		return g.defaultTitle
 	}
-	host := r.Host
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	return strings.ToLower(host)
+	return site.HostOf(r.Host)
 }
 
 // defaultSiteTitle is the site's host, when the config knows one.
 func defaultSiteTitle(origin, name string, hosts []string) string {
-	if origin != "" {
-		if i := strings.Index(origin, "://"); i >= 0 {
-			h := origin[i+3:]
-			if hh, _, err := net.SplitHostPort(h); err == nil {
-				h = hh
-			}
-			return h
-		}
+	if _, host, ok := strings.Cut(origin, "://"); ok {
+		return site.HostOf(host)
 	}
 	if len(hosts) > 0 {
 		return hosts[0]
