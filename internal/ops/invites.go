@@ -65,7 +65,7 @@ func (o *Ops) CreateInvite(ctx context.Context, s SiteConf, in NewInvite, by str
 		}
 		out.Sent = &sent
 		if sent {
-			out.SentAt = optTime(o.now())
+			out.SentAt = At(o.now())
 		}
 	}
 	return out, nil
@@ -110,7 +110,7 @@ func (o *Ops) SendInvite(ctx context.Context, ref string) (InviteJSON, error) {
 		// The mail did not go: the new code is the only way in, so show it.
 		out.Code = code
 	} else {
-		out.SentAt, out.SendError = optTime(inv.SentAt), ""
+		out.SentAt, out.SendError = At(inv.SentAt), ""
 	}
 	out.Sent = &sent
 	return out, nil

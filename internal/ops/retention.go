@@ -131,7 +131,7 @@ func RunJanitor(ctx context.Context, st store.Retention, r Retention, now time.T
 	run := JanitorRun{
 		SessionsDeleted: res.SessionsDeleted, SessionIPsBlanked: res.SessionIPsBlanked, LoginIPsBlanked: res.LoginIPsBlanked,
 		AuditIPsBlanked: res.AuditIPsBlanked, AuditDeleted: res.AuditDeleted,
-		SessionsEndedBefore: At(p.SessionsEndedBefore), IPsBefore: At(p.IPsBefore), AuditBefore: optTime(p.AuditBefore),
+		SessionsEndedBefore: At(p.SessionsEndedBefore), IPsBefore: At(p.IPsBefore), AuditBefore: At(p.AuditBefore),
 		Took: Duration(time.Since(start)),
 	}
 	if err != nil {

@@ -2,7 +2,6 @@ package ops
 
 import (
 	"encoding/json"
-	"time"
 
 	"github.com/latchkeyhq/latchkey/internal/password"
 	"github.com/latchkeyhq/latchkey/internal/store"
@@ -42,8 +41,8 @@ func ToUserJSON(u *store.User) UserJSON {
 	return UserJSON{
 		ID: u.ID, Site: u.Site, Email: u.Email, Name: u.Name, Phone: u.Phone,
 		Active: u.Active, Roles: roles, CreatedAt: At(u.CreatedAt),
-		CurrentLoginAt: optTime(u.CurrentLoginAt), CurrentLoginIP: u.CurrentLoginIP,
-		LastLoginAt: optTime(u.LastLoginAt), LastLoginIP: u.LastLoginIP, LoginCount: u.LoginCount,
+		CurrentLoginAt: At(u.CurrentLoginAt), CurrentLoginIP: u.CurrentLoginIP,
+		LastLoginAt: At(u.LastLoginAt), LastLoginIP: u.LastLoginIP, LoginCount: u.LoginCount,
 		PasswordScheme: passwordScheme(u.PasswordHash),
 	}
 }
@@ -77,7 +76,7 @@ type SessionJSON struct {
 func ToSessionJSON(s *store.Session) SessionJSON {
 	return SessionJSON{
 		ID: s.ID, UserID: s.UserID, CreatedAt: At(s.CreatedAt), LastSeenAt: At(s.LastSeenAt),
-		ExpiresAt: At(s.ExpiresAt), RevokedAt: optTime(s.RevokedAt), ClientIP: s.IP, UserAgent: s.UserAgent,
+		ExpiresAt: At(s.ExpiresAt), RevokedAt: At(s.RevokedAt), ClientIP: s.IP, UserAgent: s.UserAgent,
 		Kind: s.Kind, CredentialID: s.CredentialID,
 	}
 }
@@ -152,8 +151,8 @@ func ToInviteJSON(inv *store.Invite) InviteJSON {
 	return InviteJSON{
 		ID: inv.ID, Site: inv.Site, Email: inv.Email, Name: inv.Name, Phone: inv.Phone,
 		CreatedAt: At(inv.CreatedAt), CreatedBy: inv.CreatedBy, UserID: inv.UserID,
-		FirstUsedAt: optTime(inv.FirstUsedAt), LastUsedAt: optTime(inv.LastUsedAt), UseCount: inv.UseCount,
-		RevokedAt: optTime(inv.RevokedAt), SentAt: optTime(inv.SentAt), SendError: inv.SendError,
+		FirstUsedAt: At(inv.FirstUsedAt), LastUsedAt: At(inv.LastUsedAt), UseCount: inv.UseCount,
+		RevokedAt: At(inv.RevokedAt), SentAt: At(inv.SentAt), SendError: inv.SendError,
 	}
 }
 
@@ -184,8 +183,8 @@ type LinkJSON struct {
 func ToLinkJSON(l *store.Link) LinkJSON {
 	return LinkJSON{
 		JTI: l.JTI, Site: l.Site, UserID: l.UserID, Target: l.Target, Mode: l.Mode, MaxUses: l.MaxUses, Uses: l.Uses,
-		CreatedAt: At(l.CreatedAt), CreatedBy: l.CreatedBy, ExpiresAt: optTime(l.ExpiresAt),
-		FirstUsedAt: optTime(l.FirstUsedAt), LastUsedAt: optTime(l.LastUsedAt), RevokedAt: optTime(l.RevokedAt),
+		CreatedAt: At(l.CreatedAt), CreatedBy: l.CreatedBy, ExpiresAt: At(l.ExpiresAt),
+		FirstUsedAt: At(l.FirstUsedAt), LastUsedAt: At(l.LastUsedAt), RevokedAt: At(l.RevokedAt),
 	}
 }
 
@@ -218,8 +217,8 @@ func ToTicketJSON(t *store.Ticket) TicketJSON {
 	}
 	return TicketJSON{
 		UUID: t.UUID, Place: t.Place, Purpose: t.Purpose, State: t.State, CreatedAt: At(t.CreatedAt),
-		ExpiresAt: optTime(t.ExpiresAt), UserID: t.UserID, Data: data, UsedAt: optTime(t.UsedAt),
-		UseIP: t.UseIP, UseUA: t.UseUserAgent, UseStatus: t.UseStatus, RevokedAt: optTime(t.RevokedAt),
+		ExpiresAt: At(t.ExpiresAt), UserID: t.UserID, Data: data, UsedAt: At(t.UsedAt),
+		UseIP: t.UseIP, UseUA: t.UseUserAgent, UseStatus: t.UseStatus, RevokedAt: At(t.RevokedAt),
 	}
 }
 
@@ -246,11 +245,11 @@ type MailJSON struct {
 func ToMailJSON(m *store.Mail) MailJSON {
 	j := MailJSON{
 		ID: m.ID, Kind: m.Kind, Site: m.Site, Ref: m.Ref, To: m.To, Subject: m.Subject, State: m.State,
-		Attempts: m.Attempts, LastError: m.LastError, CreatedAt: At(m.CreatedAt), ExpiresAt: optTime(m.ExpiresAt),
-		SentAt: optTime(m.SentAt), FailedAt: optTime(m.FailedAt),
+		Attempts: m.Attempts, LastError: m.LastError, CreatedAt: At(m.CreatedAt), ExpiresAt: At(m.ExpiresAt),
+		SentAt: At(m.SentAt), FailedAt: At(m.FailedAt),
 	}
 	if m.State == store.MailQueued {
-		j.NextAttemptAt = optTime(m.NextAttemptAt)
+		j.NextAttemptAt = At(m.NextAttemptAt)
 	}
 	return j
 }
@@ -264,4 +263,3 @@ func ToJSON[T, J any](rows []T, conv func(*T) J) []J {
 	return out
 }
 
-func optTime(t time.Time) Time { return Time{t} }
