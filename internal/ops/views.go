@@ -262,4 +262,3 @@ func ToJSON[T, J any](rows []T, conv func(*T) J) []J {
 	}
 	return out
 }
-
