@@ -137,17 +137,20 @@ func open(ctx context.Context, path string) (_ *Store, err error) {
 	return s, nil
 }
 
-// busyTimeout is how long a connection waits for another's lock; it is in
-// the DSN as busy_timeout(5000).
-const busyTimeout = 5 * time.Second
+// openWait is how long opening a store waits for another opener that holds
+// the file (migrating it) before it gives up.
+const openWait = time.Minute
 
 // connectFirst opens the writer's connection, retrying while the file is
 // busy. The connection's PRAGMA journal_mode=WAL needs an exclusive lock
 // the first time, on a fresh file, and SQLite fails it at once rather than
-// wait, so processes that start together on a new file would otherwise see
-// "database is locked" from all but one of them.
+// wait its busy_timeout, so processes that start together on a new file
+// would otherwise see "database is locked" from all but one of them. It
+// waits as long as a first start's migrations may take (openWait), not one
+// busy timeout: the opener that won migrates under that lock, which on a
+// loaded machine takes more than five seconds.
 func connectFirst(ctx context.Context, db *sql.DB) error {
-	deadline := time.Now().Add(busyTimeout)
+	deadline := time.Now().Add(openWait)
 	for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
 		err := db.PingContext(ctx)
 		if err == nil || sqliteCode(err)&0xff != sqlite3.SQLITE_BUSY || time.Now().After(deadline) {
